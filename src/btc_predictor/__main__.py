@@ -1,0 +1,5 @@
+"""``python -m btc_predictor`` runs the CLI."""
+
+from btc_predictor.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Settings: the only place that reads the environment (prefix ``BTCP_``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``90``, ``45m``, ``6h``, ``2d`` or ``1w`` into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    match = _DURATION.match(str(value).lower())
+    if not match:
+        raise ValueError(f"`{value}` is not a duration (use e.g. 90s, 45m, 6h, 2d, 1w)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _split_csv(value: object) -> object:
+    """Accept a comma-separated string for list settings."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+class Settings(BaseSettings):
+    """Every tunable of btc-predictor; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="BTCP_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    sources: CsvList = Field(default_factory=lambda: ["yahoo", "exchange:bitstamp"])
+    assets: CsvList = Field(default_factory=lambda: ["BTC-USD"])
+    bootstrap_csv: Path | None = None
+    train_start: date = date(2018, 1, 1)
+    default_model: str = "lstm"
+    train_epochs: int | None = Field(default=None, ge=1)
+    max_horizon: int = Field(default=30, ge=1, le=365)
+    max_data_age: Duration = timedelta(days=2)
+    api_key: str | None = None
+    embedded_worker: bool = True
+    worker_port: int = Field(default=9101, ge=0, le=65535)
+    keep_versions: int = Field(default=10, ge=1)
+    log_format: Literal["text", "json"] = "text"
+    source_timeout: Duration = timedelta(seconds=20)
+    source_retries: int = Field(default=4, ge=0, le=10)
+
+    @field_validator("assets")
+    @classmethod
+    def _upper_assets(cls, value: list[str]) -> list[str]:
+        return [asset.upper() for asset in value]
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'btc_predictor.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment (tests build ``Settings(...)`` directly)."""
+    return Settings()

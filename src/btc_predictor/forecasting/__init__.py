@@ -1,0 +1,1 @@
+"""Pure forecasting core: never touches the database, HTTP, environment or disk."""

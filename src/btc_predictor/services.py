@@ -1,0 +1,357 @@
+"""Use cases shared by the CLI and the API: ingest market data, report what is stored."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from btc_predictor.config import Settings
+from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
+from btc_predictor.sources import check_source_spec, make_source
+from btc_predictor.sources.base import (
+    DAY,
+    INTERVAL,
+    Asset,
+    CandleSource,
+    FetchResult,
+    parse_asset,
+    today_utc,
+    utc_day,
+)
+from btc_predictor.sources.validate import MAX_EXAMPLES, find_gaps, validate_candles
+from btc_predictor.storage import repository as repo
+from btc_predictor.storage.db import read_session, write_session
+from btc_predictor.storage.tables import IngestRunRow
+
+log = logging.getLogger(__name__)
+SourceFactory = Callable[[str], CandleSource]
+
+
+@dataclass(slots=True)
+class IngestRequest:
+    """What to ingest: mirrors ``btc-predictor ingest`` flags."""
+
+    asset: str
+    source: str | None = None
+    path: Path | None = None
+    since: date | None = None
+    force: bool = False
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one ingest fetched, stored, rejected and found missing."""
+
+    asset: str
+    source: str | None
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejected_examples: list[str] = field(default_factory=list)
+    fixed_volume: int = 0
+    gaps: list[tuple[date, date]] = field(default_factory=list)
+    first: date | None = None
+    last: date | None = None
+    notes: list[str] = field(default_factory=list)
+    failed_sources: dict[str, str] = field(default_factory=dict)
+    run_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``ingest --json`` object."""
+        return {
+            "asset": self.asset,
+            "source": self.source,
+            "fetched": self.fetched,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "rejected_examples": self.rejected_examples,
+            "fixed_volume": self.fixed_volume,
+            "gaps": [[a.isoformat(), b.isoformat()] for a, b in self.gaps],
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "notes": self.notes,
+            "failed_sources": self.failed_sources,
+            "run_id": self.run_id,
+        }
+
+
+def _iso(value: date | None) -> str | None:
+    """ISO date or None."""
+    return value.isoformat() if value else None
+
+
+def ingest(
+    settings: Settings,
+    engine: Engine,
+    request: IngestRequest,
+    *,
+    now: datetime,
+    source_factory: SourceFactory | None = None,
+) -> IngestReport:
+    """Fetch candles through the source chain, validate, and store them in one transaction."""
+    asset = parse_asset(request.asset)
+    specs = _source_specs(settings, request)
+    factory = source_factory or (lambda spec: make_source(spec, settings, path=request.path))
+    with read_session(engine) as session:
+        owner = repo.source_of_record(session=session, asset=asset.symbol)
+        spans = repo.asset_spans(session=session, asset=asset.symbol)
+    last = spans[0].last.date() if spans else None
+    report = IngestReport(asset.symbol, None)
+    for spec in specs:
+        try:
+            fetched = _fetch(factory(spec), asset, request, last, now)
+        except DataSourceError as exc:
+            log.warning("source %s failed for %s: %s", spec, asset, exc.message)
+            report.failed_sources[spec] = exc.message
+            continue
+        return _store(engine, request, report, fetched, owner, last, now)
+    _record_failure(engine, specs, report, now)
+    raise DataSourceError(
+        ",".join(specs),
+        "every source failed: " + "; ".join(f"{k}: {v}" for k, v in report.failed_sources.items()),
+    )
+
+
+def _source_specs(settings: Settings, request: IngestRequest) -> list[str]:
+    """The chain to try: the named source, ``csv`` for a path, else the configured chain."""
+    if request.source:
+        spec = check_source_spec(request.source)
+        if request.path is not None and spec != "csv":
+            raise InvalidInputError(f"--path is only for --source csv, not `{request.source}`")
+        return [spec]
+    if request.path is not None:
+        return ["csv"]
+    specs = [check_source_spec(s) for s in settings.sources]
+    if "csv" in specs:
+        raise InvalidInputError("BTCP_SOURCES cannot contain csv (it needs --path)")
+    return specs
+
+
+def _fetch(
+    source: CandleSource, asset: Asset, request: IngestRequest, last: date | None, now: datetime
+) -> FetchResult:
+    """Ask the source only for what is missing (online) or for the whole file (csv)."""
+    today = today_utc(now)
+    start = request.since
+    if start is None and source.name != "csv" and last is not None and not request.force:
+        start = last + DAY
+    if start is not None and start >= today:
+        return FetchResult(source.name, [], notes=[f"{asset} is up to date (last day {last})"])
+    return source.fetch(asset, start, today)
+
+
+def _store(
+    engine: Engine,
+    request: IngestRequest,
+    report: IngestReport,
+    fetched: FetchResult,
+    owner: str | None,
+    last: date | None,
+    now: datetime,
+) -> IngestReport:
+    """Validate, apply the source-of-record rule and upsert; records the run."""
+    report.source, report.fetched = fetched.source, len(fetched.candles)
+    report.fixed_volume, report.notes = fetched.fixed_volume, [*fetched.notes]
+    checked = validate_candles(fetched.candles, now)
+    report.rejected = len(checked.rejected)
+    report.rejected_examples = checked.rejected[:MAX_EXAMPLES]
+    candles, mode = _apply_ownership(report, checked.valid, owner, last, request)
+    if candles:
+        report.first, report.last = candles[0].ts.date(), candles[-1].ts.date()
+    with write_session(engine) as session:
+        counts = repo.upsert_candles(
+            session=session,
+            asset=report.asset,
+            candles=candles,
+            source=fetched.source,
+            mode=mode,
+            now=now,
+        )
+        report.inserted, report.updated = counts.inserted, counts.updated
+        report.unchanged = counts.unchanged
+        report.gaps = find_gaps(repo.candle_days(session=session, asset=report.asset))
+        report.run_id = repo.record_ingest_run(
+            session=session, run=_run_row(report, _requested(request), "ok", now)
+        )
+    return report
+
+
+def _apply_ownership(
+    report: IngestReport,
+    candles: list[Any],
+    owner: str | None,
+    last: date | None,
+    request: IngestRequest,
+) -> tuple[list[Any], repo.UpsertMode]:
+    """Only the source of record (or ``--force``) may rewrite stored days."""
+    source = report.source
+    if owner is None or owner == source or request.force:
+        return candles, "overwrite"
+    if request.since is not None:
+        report.notes.append(
+            f"{source} is not the source of record for {report.asset} ({owner}): "
+            f"only missing days since {request.since} were filled (use --force to overwrite)"
+        )
+        return candles, "insert_missing"
+    cutoff = utc_day(last) if last else None
+    kept = [c for c in candles if cutoff is None or c.ts > cutoff]
+    report.notes.append(
+        f"{source} is not the source of record for {report.asset} ({owner}): "
+        f"only days after {last} were appended"
+    )
+    return kept, "insert_missing"
+
+
+def _requested(request: IngestRequest) -> str:
+    """A short description of the request for the ingest_runs table."""
+    parts = [request.source or ("csv" if request.path else "chain")]
+    if request.path:
+        parts.append(str(request.path))
+    if request.since:
+        parts.append(f"since={request.since}")
+    if request.force:
+        parts.append("force")
+    return " ".join(parts)[:200]
+
+
+def _run_row(report: IngestReport, requested: str, status: str, now: datetime) -> IngestRunRow:
+    """An ingest_runs row from a report."""
+    return IngestRunRow(
+        asset=report.asset,
+        interval=INTERVAL,
+        requested=requested,
+        source=report.source,
+        status=status,
+        started_at=now,
+        finished_at=now,
+        fetched=report.fetched,
+        inserted=report.inserted,
+        updated=report.updated,
+        rejected=report.rejected,
+        fixed_volume=report.fixed_volume,
+        report=report.to_json(),
+        error="; ".join(f"{k}: {v}" for k, v in report.failed_sources.items()) or None,
+    )
+
+
+def _record_failure(engine: Engine, specs: list[str], report: IngestReport, now: datetime) -> None:
+    """Keep a trace of a chain that failed entirely (candles are untouched)."""
+    with write_session(engine) as session:
+        repo.record_ingest_run(
+            session=session, run=_run_row(report, ",".join(specs), "failed", now)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetStatus:
+    """What is stored for one asset (``data status``)."""
+
+    asset: str
+    rows: int
+    first: date | None
+    last: date | None
+    gaps: list[tuple[date, date]]
+    sources: dict[str, int]
+    source_of_record: str | None
+    latest_age_seconds: float | None
+    stale: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``data status --json`` object for this asset."""
+        return {
+            "asset": self.asset,
+            "rows": self.rows,
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "gaps": [[a.isoformat(), b.isoformat()] for a, b in self.gaps],
+            "sources": sorted(self.sources, key=lambda s: -self.sources[s]),
+            "rows_per_source": self.sources,
+            "source_of_record": self.source_of_record,
+            "latest_age_seconds": self.latest_age_seconds,
+            "stale": self.stale,
+        }
+
+
+def data_status(
+    settings: Settings, engine: Engine, *, asset: str | None, now: datetime
+) -> list[AssetStatus]:
+    """Stored data per asset (tracked assets with nothing stored show zero rows)."""
+    wanted = parse_asset(asset).symbol if asset else None
+    with read_session(engine) as session:
+        spans = {s.asset: s for s in repo.asset_spans(session=session)}
+        if wanted and wanted not in spans and wanted not in settings.assets:
+            raise AssetNotFoundError(_unknown_asset(wanted, settings, list(spans)))
+        names = [wanted] if wanted else sorted(set(spans) | set(settings.assets))
+        return [_asset_status(session, settings, name, spans.get(name), now) for name in names]
+
+
+def _unknown_asset(asset: str, settings: Settings, stored: list[str]) -> str:
+    """The message for an asset that is neither tracked nor stored."""
+    valid = sorted(set(settings.assets) | set(stored))
+    return (
+        f"asset {asset} is neither tracked nor stored (known: {', '.join(valid) or 'none'}); "
+        f"ingest it with `btc-predictor ingest --asset {asset}`"
+    )
+
+
+def _asset_status(
+    session: Any, settings: Settings, name: str, span: repo.AssetSpan | None, now: datetime
+) -> AssetStatus:
+    """Status of one asset from its span and stored days."""
+    if span is None:
+        return AssetStatus(name, 0, None, None, [], {}, None, None, None)
+    age = (now - (span.last + DAY)).total_seconds()
+    return AssetStatus(
+        name,
+        span.rows,
+        span.first.date(),
+        span.last.date(),
+        find_gaps(repo.candle_days(session=session, asset=name)),
+        span.sources,
+        repo.source_of_record(session=session, asset=name),
+        max(age, 0.0),
+        age > settings.max_data_age.total_seconds(),
+    )
+
+
+@dataclass(slots=True)
+class BootstrapResult:
+    """What the first-run ingest did per tracked asset (reports, or why it failed)."""
+
+    skipped: bool
+    reports: list[IngestReport] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def bootstrap(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime,
+    source_factory: SourceFactory | None = None,
+) -> BootstrapResult:
+    """On an empty database, ingest each tracked asset (the first from BOOTSTRAP_CSV if set)."""
+    with read_session(engine) as session:
+        if repo.asset_spans(session=session):
+            return BootstrapResult(skipped=True)
+    result = BootstrapResult(skipped=False)
+    for index, asset in enumerate(settings.assets):
+        path = settings.bootstrap_csv if index == 0 else None
+        request = IngestRequest(asset, "csv" if path else None, path)
+        try:
+            result.reports.append(
+                ingest(settings, engine, request, now=now, source_factory=source_factory)
+            )
+        except DataSourceError as exc:
+            result.failures[asset] = exc.message
+    return result

@@ -1,0 +1,97 @@
+"""The market-data source protocol and the candle type every source returns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+from btc_predictor.errors import InvalidInputError
+
+DAY = timedelta(days=1)
+INTERVAL = "1d"
+_ASSET = re.compile(r"^([A-Z0-9]{2,12})-([A-Z0-9]{2,6})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A ``BASE-QUOTE`` pair such as ``BTC-USD``."""
+
+    base: str
+    quote: str
+
+    @property
+    def symbol(self) -> str:
+        """The canonical symbol, ``BASE-QUOTE``."""
+        return f"{self.base}-{self.quote}"
+
+    @property
+    def ccxt_symbol(self) -> str:
+        """The unified ccxt symbol, ``BASE/QUOTE``."""
+        return f"{self.base}/{self.quote}"
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+def parse_asset(text: str) -> Asset:
+    """Parse ``BTC-USD`` (any case, ``/`` accepted) or raise InvalidInputError."""
+    match = _ASSET.match(text.strip().upper().replace("/", "-"))
+    if not match:
+        raise InvalidInputError(
+            f"asset `{text}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
+        )
+    return Asset(match.group(1), match.group(2))
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One daily candle labelled by its open time (00:00 UTC)."""
+
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """What a source returned: candles ascending by ``ts``, plus what it had to fix."""
+
+    source: str
+    candles: list[Candle]
+    fixed_volume: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class CandleSource(Protocol):
+    """A provider of closed daily UTC candles.
+
+    ``fetch`` returns candles with ``start <= ts < end`` (``start=None``: all history it has),
+    ascending, never the still-forming current day. Transport failures and unusable payloads
+    raise :class:`~btc_predictor.errors.DataSourceError`, never an empty result in disguise.
+    """
+
+    name: str
+
+    def fetch(self, asset: Asset, start: date | None, end: date) -> FetchResult:
+        """Closed daily candles for ``asset`` in ``[start, end)``."""
+        ...
+
+
+def utc_day(value: date) -> datetime:
+    """Midnight UTC at the start of ``value``."""
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def today_utc(now: datetime) -> date:
+    """The current UTC calendar day (the still-forming candle's day)."""
+    return now.astimezone(UTC).date()
+
+
+def from_epoch_seconds(seconds: float) -> datetime:
+    """An aware UTC datetime from a Unix timestamp."""
+    return datetime.fromtimestamp(seconds, tz=UTC)

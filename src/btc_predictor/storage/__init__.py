@@ -1,0 +1,1 @@
+"""Persistence: engine/session factory, tables, repository functions."""

@@ -1,0 +1,187 @@
+"""Data access for candles and ingest runs. Keyword-only sessions; no business rules here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from btc_predictor.sources.base import INTERVAL, Candle
+from btc_predictor.storage.tables import CandleRow, IngestRunRow
+
+UpsertMode = Literal["overwrite", "insert_missing"]
+_FIELDS = ("open", "high", "low", "close", "volume")
+# Keeps each statement under SQLite's and psycopg's bound-parameter limits.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """How many candles were new, changed, or already stored as given."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSpan:
+    """What is stored for one asset: rows, first/last day, rows per source."""
+
+    asset: str
+    rows: int
+    first: datetime
+    last: datetime
+    sources: dict[str, int]
+
+
+def upsert_candles(
+    *,
+    session: Session,
+    asset: str,
+    candles: Sequence[Candle],
+    source: str,
+    mode: UpsertMode,
+    now: datetime,
+) -> UpsertCounts:
+    """Store candles idempotently; ``insert_missing`` never touches stored days."""
+    if not candles:
+        return UpsertCounts(0, 0, 0)
+    stored = _stored_values(session, asset, candles[0].ts, candles[-1].ts)
+    new = [c for c in candles if c.ts not in stored]
+    changed = [c for c in candles if c.ts in stored and stored[c.ts] != _values(c)]
+    if mode == "insert_missing":
+        changed = []
+    rows = [_row(asset, c, source, now) for c in (*new, *changed)]
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(_upsert_statement(session, rows[start : start + _CHUNK], mode))
+    return UpsertCounts(len(new), len(changed), len(candles) - len(new) - len(changed))
+
+
+def _values(candle: Candle) -> tuple[float, ...]:
+    """The comparable payload of a candle."""
+    return tuple(float(getattr(candle, name)) for name in _FIELDS)
+
+
+def _row(asset: str, candle: Candle, source: str, now: datetime) -> dict[str, Any]:
+    """A candles-table row dict."""
+    return {
+        "asset": asset,
+        "interval": INTERVAL,
+        "ts": candle.ts,
+        "source": source,
+        "ingested_at": now,
+        **{name: float(getattr(candle, name)) for name in _FIELDS},
+    }
+
+
+def _stored_values(
+    session: Session, asset: str, first: datetime, last: datetime
+) -> dict[datetime, tuple[float, ...]]:
+    """Stored payloads for ``asset`` between two days, keyed by ts."""
+    query = select(CandleRow.ts, *(getattr(CandleRow, n) for n in _FIELDS)).where(
+        CandleRow.asset == asset,
+        CandleRow.interval == INTERVAL,
+        CandleRow.ts >= first,
+        CandleRow.ts <= last,
+    )
+    return {row[0]: tuple(float(v) for v in row[1:]) for row in session.execute(query)}
+
+
+def _upsert_statement(session: Session, rows: list[dict[str, Any]], mode: UpsertMode) -> Any:
+    """INSERT … ON CONFLICT, so two ingests racing on one asset both succeed."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(CandleRow).values(rows)
+    if mode == "insert_missing":
+        return statement.on_conflict_do_nothing(index_elements=["asset", "interval", "ts"])
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["asset", "interval", "ts"],
+        set_={name: getattr(excluded, name) for name in (*_FIELDS, "source", "ingested_at")},
+    )
+
+
+def load_candles(
+    *,
+    session: Session,
+    asset: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+) -> list[Candle]:
+    """Stored candles ascending, ``start <= ts < end``; ``limit`` keeps the newest ones."""
+    query = select(CandleRow).where(CandleRow.asset == asset, CandleRow.interval == INTERVAL)
+    if start is not None:
+        query = query.where(CandleRow.ts >= start)
+    if end is not None:
+        query = query.where(CandleRow.ts < end)
+    query = query.order_by(CandleRow.ts.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    rows = session.scalars(query).all()
+    return [Candle(r.ts, r.open, r.high, r.low, r.close, r.volume) for r in reversed(rows)]
+
+
+def candle_days(*, session: Session, asset: str) -> list[datetime]:
+    """Every stored day of ``asset``, ascending (for gap reports)."""
+    query = select(CandleRow.ts).where(CandleRow.asset == asset, CandleRow.interval == INTERVAL)
+    return list(session.scalars(query.order_by(CandleRow.ts)))
+
+
+def asset_spans(*, session: Session, asset: str | None = None) -> list[AssetSpan]:
+    """Per stored asset: rows, first and last day, rows per source."""
+    query = (
+        select(
+            CandleRow.asset,
+            CandleRow.source,
+            func.count(),
+            func.min(CandleRow.ts),
+            func.max(CandleRow.ts),
+        )
+        .where(CandleRow.interval == INTERVAL)
+        .group_by(CandleRow.asset, CandleRow.source)
+    )
+    if asset is not None:
+        query = query.where(CandleRow.asset == asset)
+    spans: dict[str, AssetSpan] = {}
+    for name, source, count, first, last in session.execute(query):
+        spans[name] = _merge_span(
+            spans.get(name), AssetSpan(name, count, first, last, {source: count})
+        )
+    return [spans[name] for name in sorted(spans)]
+
+
+def _merge_span(old: AssetSpan | None, new: AssetSpan) -> AssetSpan:
+    """Combine the per-source aggregates of one asset."""
+    if old is None:
+        return new
+    return AssetSpan(
+        new.asset,
+        old.rows + new.rows,
+        min(old.first, new.first),
+        max(old.last, new.last),
+        {**old.sources, **new.sources},
+    )
+
+
+def source_of_record(*, session: Session, asset: str) -> str | None:
+    """The source that first stored ``asset`` (it owns the history), or None."""
+    query = (
+        select(CandleRow.source)
+        .where(CandleRow.asset == asset, CandleRow.interval == INTERVAL)
+        .order_by(CandleRow.ingested_at, CandleRow.ts)
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def record_ingest_run(*, session: Session, run: IngestRunRow) -> int:
+    """Persist an ingest run and return its id."""
+    session.add(run)
+    session.flush()
+    return run.id

@@ -1,0 +1,115 @@
+"""The command line: JSON output, exit codes, one-line errors, nothing lost on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from btc_predictor.cli import app
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An isolated data dir; no online sources are ever reached (bad inputs fail first)."""
+    return {"BTCP_DATA_DIR": str(tmp_path / "data"), "BTCP_SOURCES": "yahoo"}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def db_fingerprint(env: dict[str, str]) -> str:
+    """A digest of every stored candle and ingest run."""
+    db = Path(env["BTCP_DATA_DIR"]) / "btc_predictor.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT * FROM candles ORDER BY asset, ts").fetchall()
+        runs = conn.execute("SELECT * FROM ingest_runs ORDER BY id").fetchall()
+    return hashlib.sha256(repr((rows, runs)).encode()).hexdigest()
+
+
+@pytest.fixture
+def seeded(env: dict[str, str], shared_data: Path) -> dict[str, str]:
+    code, out, err = run(env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json")
+    assert code == 0, err
+    return env
+
+
+def test_ingest_json_is_exactly_one_object(seeded: dict[str, str], shared_data: Path) -> None:
+    code, out, _ = run(seeded, "ingest", "--asset", "ETH-USD", "--path", str(shared_data / "Bitstamp_ETHUSD_d.csv"), "--json")
+    assert code == 0
+    report = json.loads(out)
+    required = {"asset", "source", "fetched", "inserted", "updated", "rejected", "rejected_examples", "fixed_volume", "gaps", "first", "last"}
+    assert required <= report.keys()
+    assert (report["asset"], report["source"], report["inserted"], report["rejected"]) == ("ETH-USD", "csv", 1437, 988)
+
+
+def test_data_status_json(seeded: dict[str, str]) -> None:
+    code, out, _ = run(seeded, "data", "status", "--asset", "BTC-USD", "--json")
+    status = json.loads(out)
+    assert code == 0 and (status["rows"], status["first"], status["last"], status["gaps"]) == (4020, "2014-11-28", "2025-11-29", [])
+    assert status["sources"] == ["csv"] and status["latest_age_seconds"] > 0
+    code, out, _ = run(seeded, "data", "status", "--json")
+    assert [row["asset"] for row in json.loads(out)] == ["BTC-USD"]
+
+
+def test_human_report_mentions_fixes_and_the_dropped_row(seeded: dict[str, str], shared_data: Path) -> None:
+    code, out, _ = run(seeded, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"))
+    assert code == 0 and "fixed volume" in out and "1180" in out and "2025-11-30" in out
+
+
+BAD_CSV = {
+    "empty.csv": b"",
+    "binary.csv": b"\x00\x01\x02\x03",
+    "columns.csv": b"unix,date,symbol,open\n1,2,3,4\n",
+    "number.csv": b"unix,date,symbol,open,high,low,close,Volume BTC,Volume USD\n1704153600,2024-01-02,BTC/USD,1,2,1,1,1,1\n1704067200,2024-01-01,BTC/USD,1,2,x1,1,1,1\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "--path", "{tmp}/missing.csv"], "missing.csv: no such file"),
+        (["ingest", "--path", "{tmp}"], "is a directory"),
+        (["ingest", "--path", "{tmp}/empty.csv"], "empty.csv: file is empty"),
+        (["ingest", "--path", "{tmp}/binary.csv"], "binary.csv: binary file"),
+        (["ingest", "--path", "{tmp}/columns.csv"], "missing column(s) high, low, close"),
+        (["ingest", "--path", "{tmp}/number.csv"], "number.csv:3: low `x1` is not a number"),
+        (["ingest", "--source", "ftp", "--path", "{tmp}/number.csv"], "unknown source `ftp`"),
+        (["ingest", "--asset", "bitcoin", "--path", "{tmp}/number.csv"], "asset `bitcoin` is not of the form BASE-QUOTE"),
+        (["ingest", "--since", "yesterday"], "--since `yesterday` is not a date"),
+        (["data", "status", "--asset", "DOGE-USD"], "asset DOGE-USD is neither tracked nor stored"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_loses_nothing(
+    seeded: dict[str, str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    for name, content in BAD_CSV.items():
+        (tmp_path / name).write_bytes(content)
+    before = db_fingerprint(seeded)
+    code, out, err = run(seeded, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert "Traceback" not in err + out
+    assert db_fingerprint(seeded) == before
+
+
+def test_bad_setting_is_one_line(env: dict[str, str]) -> None:
+    code, _, err = run({**env, "BTCP_MAX_DATA_AGE": "soon"}, "data", "status")
+    assert code == 2 and err.startswith("error: invalid setting BTCP_MAX_DATA_AGE") and err.count("\n") == 1
+
+
+def test_module_entry_point_and_debug_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "btc_predictor"]
+    full_env = {**env, "PATH": "/usr/bin:/bin"}
+    plain = subprocess.run([*base, "ingest", "--path", str(tmp_path / "nope.csv")], env=full_env, capture_output=True, text=True, check=False)
+    assert plain.returncode == 2 and plain.stderr.strip().endswith("nope.csv: no such file")
+    debug = subprocess.run([*base, "--debug", "ingest", "--path", str(tmp_path / "nope.csv")], env=full_env, capture_output=True, text=True, check=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "DataFileError" in debug.stderr

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Double, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,3 +86,50 @@ class IngestRunRow(Base):
     fixed_volume: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelVersionRow(Base):
+    """A trained model version: what it is, what it was trained on, how it scored."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    train_start: Mapped[date] = mapped_column(Date)
+    train_end: Mapped[date] = mapped_column(Date)
+    data_points: Mapped[int] = mapped_column(Integer)
+    data_sha256: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    training_duration: Mapped[float] = mapped_column(Double)
+    holdout_mase: Mapped[float | None] = mapped_column(Double)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    pruned_at: Mapped[datetime | None]
+
+
+class ModelArtifactRow(Base):
+    """One artifact file of a version (model.onnx, weights.safetensors, meta.json)."""
+
+    __tablename__ = "model_artifacts"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PromotionRow(Base):
+    """One activation of a version for an asset; the newest live row is the active version."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset: Mapped[str] = mapped_column(String(32), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    promoted_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    rolled_back_at: Mapped[datetime | None]

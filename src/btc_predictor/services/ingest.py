@@ -1,4 +1,4 @@
-"""Use cases shared by the CLI and the API: ingest market data, report what is stored."""
+"""Ingest use cases: fetch through the source chain, validate, store; report what is stored."""
 
 from __future__ import annotations
 

@@ -1,0 +1,145 @@
+"""The predict use case: stored candles + a stored model version -> forecasts with intervals.
+
+Never imports torch: artifacts run through ONNX Runtime (``btc_predictor.serving``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from btc_predictor import model_store as store
+from btc_predictor.config import Settings
+from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
+from btc_predictor.serving import OnnxModel
+from btc_predictor.sources.base import DAY, Candle, parse_asset
+from btc_predictor.storage import repository as repo
+from btc_predictor.storage.db import read_session
+
+LEVELS = range(50, 100)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRequest:
+    """Mirrors ``btc-predictor predict`` flags."""
+
+    asset: str = "BTC-USD"
+    horizon: int = 7
+    level: int = 90
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedVersion:
+    """A version's id, kind and ready-to-run model."""
+
+    version_id: int
+    model: str
+    runner: OnnxModel
+
+
+def check_request(settings: Settings, request: ForecastRequest) -> None:
+    """Reject horizons and levels out of range before any work."""
+    if not 1 <= request.horizon <= settings.max_horizon:
+        raise InvalidInputError(
+            f"horizon {request.horizon} is out of range (1..{settings.max_horizon})"
+        )
+    if request.level not in LEVELS:
+        raise InvalidInputError(f"level {request.level} is out of range (50..99, a percent)")
+
+
+def pick_version(session: Session, asset: str, model: str | None) -> int:
+    """The active version, or the newest usable one of kind ``model``."""
+    if model is None:
+        active = store.active_version_id(session=session, asset=asset)
+        if active is None:
+            raise NoModelError(
+                f"no active model for {asset}: run `btc-predictor train --asset {asset}`"
+            )
+        return active
+    for row in store.list_versions(session=session, asset=asset, model=model):
+        if row.pruned_at is None:
+            return row.id
+    raise NoModelError(
+        f"no {model} version for {asset}: run `btc-predictor train --asset {asset} --model {model}`"
+    )
+
+
+def load_version(session: Session, version_id: int) -> LoadedVersion:
+    """Verify and load one version into ONNX Runtime."""
+    artifacts = store.load_artifacts(session=session, version_id=version_id)
+    row = store.get_version(session=session, version_id=version_id)
+    return LoadedVersion(version_id, row.model, OnnxModel(artifacts))
+
+
+def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
+    """The newest ``count`` candles, which must be consecutive days."""
+    candles = repo.load_candles(session=session, asset=asset, limit=count)
+    if not candles:
+        raise NoDataError(f"no data for {asset}: run `btc-predictor ingest --asset {asset}`")
+    if len(candles) < count:
+        raise NoDataError(f"{asset} has {len(candles)} days stored; the model needs {count}")
+    for before, after in pairwise(candles):
+        if after.ts - before.ts != DAY:
+            raise NoDataError(
+                f"{asset} is missing days after {before.ts.date()}: "
+                f"run `btc-predictor ingest --asset {asset} --since {before.ts.date()}`"
+            )
+    return candles
+
+
+def predict(
+    settings: Settings, engine: Engine, request: ForecastRequest, *, now: datetime
+) -> dict[str, Any]:
+    """The forecast object printed by ``predict --json`` and served by the API."""
+    check_request(settings, request)
+    asset = parse_asset(request.asset).symbol
+    with read_session(engine) as session:
+        loaded = load_version(session, pick_version(session, asset, request.model))
+        candles = recent_closes(session, asset, loaded.runner.context_length)
+    return forecast_json(settings, asset, loaded, candles, request, now=now)
+
+
+def forecast_json(
+    settings: Settings,
+    asset: str,
+    loaded: LoadedVersion,
+    candles: list[Candle],
+    request: ForecastRequest,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Run the model on the candles and shape the result."""
+    closes = np.array([c.close for c in candles], dtype=np.float64)
+    result = loaded.runner.forecast(closes, request.horizon, request.level)
+    last_day: date = candles[-1].ts.date()
+    closed_at = candles[-1].ts + DAY
+    age = max((now - closed_at).total_seconds(), 0.0)
+    return {
+        "asset": asset,
+        "model": loaded.model,
+        "model_version": loaded.version_id,
+        "as_of": closed_at.isoformat(),
+        "last_close": float(closes[-1]),
+        "last_date": last_day.isoformat(),
+        "data_age_seconds": age,
+        "stale": age > settings.max_data_age.total_seconds(),
+        "level": request.level,
+        "points": [
+            {
+                "horizon": h + 1,
+                "target_date": (last_day + timedelta(days=h + 1)).isoformat(),
+                "value": float(result.values[h]),
+                "lower": float(result.lower[h]),
+                "upper": float(result.upper[h]),
+                "naive": float(closes[-1]),
+            }
+            for h in range(request.horizon)
+        ],
+    }

@@ -1,0 +1,69 @@
+"""Forecasting from stored artifacts with ONNX Runtime and numpy only (never torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from btc_predictor.errors import ArtifactError, HorizonExceedsModelError
+from btc_predictor.forecasting.base import FloatArray
+from btc_predictor.forecasting.intervals import intervals_per_horizon
+from btc_predictor.model_store import ArtifactSet
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Point forecasts for horizons 1..h with their conformal interval at ``level``."""
+
+    values: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    level: int
+
+
+class OnnxModel:
+    """A verified model version loaded into an ONNX Runtime session."""
+
+    def __init__(self, artifacts: ArtifactSet, *, threads: int = 1) -> None:
+        meta = artifacts.meta
+        try:
+            self.context_length = int(meta["context_length"])
+            self.max_horizon = int(meta["max_horizon"])
+            self.residuals = [
+                np.asarray(r, dtype=np.float64) for r in meta["residuals_per_horizon"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"meta.json lacks a usable {exc} entry") from None
+        self.session = _session(artifacts.onnx, threads)
+
+    def forecast(self, closes: FloatArray, horizon: int, level: int) -> Forecast:
+        """Forecast ``horizon`` days after the last of ``closes`` (its tail is the context)."""
+        if horizon > self.max_horizon:
+            raise HorizonExceedsModelError(
+                f"horizon {horizon} exceeds this model's {self.max_horizon} days; "
+                f"train with BTCP_MAX_HORIZON >= {horizon}"
+            )
+        window = np.ascontiguousarray(closes[-self.context_length :], dtype=np.float64)[None, :]
+        # [1, context] -> [1, max_horizon] price levels
+        output = self.session.run(["forecast"], {"closes": window})[0]
+        values = np.asarray(output, dtype=np.float64)[0, :horizon]
+        lower, upper = intervals_per_horizon(values, self.residuals, level)
+        return Forecast(values, lower, upper, level)
+
+
+def _session(onnx: bytes, threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session, or ArtifactError when the graph is unusable."""
+    options = ort.SessionOptions()
+    # One thread per request: the API scales with processes, not intra-op threads.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ArtifactError(f"model.onnx cannot be loaded: {str(exc).splitlines()[0]}") from None
+    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    if names != (["closes"], ["forecast"]):
+        raise ArtifactError(f"model.onnx has inputs/outputs {names}, expected closes -> forecast")
+    return session

@@ -31,8 +31,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 data_app = typer.Typer(no_args_is_help=True, help="Stored market data.")
+models_app = typer.Typer(no_args_is_help=True, help="Trained model versions.")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -252,6 +254,300 @@ def _show_status(rows: list[dict[str, Any]]) -> None:
     out.print(table)
     if not any(row["rows"] for row in rows):
         out.print("no data yet: run `btc-predictor ingest --asset BTC-USD`")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr when it is a terminal; a no-op otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+AssetOpt = Annotated[str, typer.Option(help="Asset symbol, BASE-QUOTE.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (results are reproducible).")]
+
+
+@app.command()
+def train(
+    asset: AssetOpt = "BTC-USD",
+    model: Annotated[
+        str | None, typer.Option(help="Model kind (default BTCP_DEFAULT_MODEL).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First training day (default BTCP_TRAIN_START).")
+    ] = None,
+    seed: SeedOpt = 0,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Cap on epochs.")] = None,
+    promote: Annotated[str, typer.Option(help="auto | always | never.")] = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored."""
+
+    def body() -> None:
+        from btc_predictor.services.training import TrainRequest
+        from btc_predictor.services.training import train as run_train
+
+        settings = _settings()
+        request = TrainRequest(asset, model, _parse_day(start, "--start"), seed, epochs, promote)
+        engine = _engine(settings)
+        with _progress("training (holdout, then final fit) epochs") as update:
+            report = run_train(
+                settings,
+                engine,
+                request,
+                now=datetime.now(UTC),
+                progress=lambda e, total, _loss: update(e, total),
+            )
+        _print_json(report) if as_json else _show_train(report)
+
+    _run(body)
+
+
+def _fmt(value: float | None, spec: str = ",.2f") -> str:
+    """A number for humans, or '-' when undefined."""
+    return "-" if value is None else format(value, spec)
+
+
+def _show_train(report: dict[str, Any]) -> None:
+    """A human training report with the naive baseline beside every metric."""
+    metrics, naive = report["metrics"], report["baseline"]["naive"]
+    table = Table(
+        title=f"{report['model']} v{report['version']} on {report['asset']} "
+        f"({report['train_start']} .. {report['train_end']}, "
+        f"{report['data_points_used']} days, {report['training_duration']:.1f} s)"
+    )
+    for column in ("holdout (last 20%)", report["model"], "naive"):
+        table.add_column(column)
+    for key in ("mae", "rmse", "mape", "r2"):
+        table.add_row(key.upper(), _fmt(metrics[key]), _fmt(naive[key]))
+    table.add_row("MASE (vs naive)", _fmt(metrics["mase"], ".4f"), "1.0000")
+    table.add_row("direction", _fmt(metrics["directional_accuracy"], ".1%"), "-")
+    table.add_row("DM p-value vs naive", _fmt(metrics.get("dm_pvalue"), ".3f"), "-")
+    out.print(table)
+    out.print(report["promotion_reason"], markup=False)
+
+
+@app.command()
+def predict(
+    asset: AssetOpt = "BTC-USD",
+    horizon: Annotated[int, typer.Option(help="Days ahead (1..BTCP_MAX_HORIZON).")] = 7,
+    level: Annotated[int, typer.Option(help="Interval level in percent (50..99).")] = 90,
+    model: Annotated[
+        str | None, typer.Option(help="Newest version of this kind instead of the active one.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Forecast from stored data with the active model (ONNX Runtime; no torch)."""
+
+    def body() -> None:
+        from btc_predictor.services.forecast import ForecastRequest
+        from btc_predictor.services.forecast import predict as run_predict
+
+        settings = _settings()
+        report = run_predict(
+            settings,
+            _engine(settings),
+            ForecastRequest(asset, horizon, level, model),
+            now=datetime.now(UTC),
+        )
+        _print_json(report) if as_json else _show_forecast(report)
+
+    _run(body)
+
+
+def _show_forecast(report: dict[str, Any]) -> None:
+    """A human forecast table."""
+    stale = " [red](stale)[/]" if report["stale"] else ""
+    out.print(
+        f"{report['asset']} last close {report['last_close']:,.2f} on {report['last_date']}"
+        f"{stale} · {report['model']} v{report['model_version']}"
+    )
+    table = Table()
+    for column in ("h", "date", "forecast", f"{report['level']}% interval", "naive"):
+        table.add_column(column)
+    for p in report["points"]:
+        table.add_row(
+            str(p["horizon"]),
+            p["target_date"],
+            f"{p['value']:,.2f}",
+            f"{p['lower']:,.2f} .. {p['upper']:,.2f}",
+            f"{p['naive']:,.2f}",
+        )
+    out.print(table)
+
+
+@app.command()
+def backtest(
+    asset: AssetOpt = "BTC-USD",
+    model: Annotated[
+        str | None, typer.Option(help="Model kind (default BTCP_DEFAULT_MODEL).")
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Evaluate the last N days (default 365).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="Evaluate from this day instead.")] = None,
+    refit_every: Annotated[int, typer.Option(help="Refit the model every K days.")] = 30,
+    horizon: Annotated[int, typer.Option(help="Horizons 1..H.")] = 7,
+    level: Annotated[int, typer.Option(help="Interval level in percent (50..99).")] = 90,
+    seed: SeedOpt = 0,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Cap on epochs per refit.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG report here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Walk-forward backtest with refits; every horizon against naive, with coverage and DM."""
+
+    def body() -> None:
+        from btc_predictor.services.backtest import BacktestRequest, plot_backtest, run_backtest
+
+        settings = _settings()
+        request = BacktestRequest(
+            asset,
+            model,
+            days,
+            _parse_day(start, "--start"),
+            refit_every,
+            horizon,
+            level,
+            seed,
+            epochs,
+        )
+        with _progress("backtest folds") as update:
+            report = run_backtest(settings, _engine(settings), request, progress=update)
+        if plot is not None:
+            plot_backtest(report, plot)
+        _print_json(report) if as_json else _show_backtest(report, plot)
+
+    _run(body)
+
+
+def _show_backtest(report: dict[str, Any], plot: Path | None) -> None:
+    """A human backtest summary per horizon."""
+    table = Table(
+        title=f"{report['model']} on {report['asset']} {report['start']} .. {report['end']}"
+        f" ({report['folds']} folds, {report['burn_in_folds']} burn-in)"
+    )
+    for column in ("h", "n", "MAE", "naive MAE", "MASE", "direction", "coverage", "DM p"):
+        table.add_column(column)
+    for h in report["horizons"]:
+        table.add_row(
+            str(h["h"]),
+            str(h["n"]),
+            _fmt(h["mae"]),
+            _fmt(h["naive_mae"]),
+            _fmt(h["mase"], ".4f"),
+            _fmt(h["directional_accuracy"], ".1%"),
+            _fmt(h["coverage"], ".1%"),
+            _fmt(h["dm_pvalue"], ".3f"),
+        )
+    out.print(table)
+    if plot is not None:
+        out.print(f"plot written to {plot}", markup=False)
+
+
+VersionArg = Annotated[int, typer.Argument(help="Model version id.")]
+
+
+@models_app.command("list")
+def models_list(
+    asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model kind.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Model versions, newest first."""
+
+    def body() -> None:
+        from btc_predictor.services.models import list_models
+
+        settings = _settings()
+        rows = list_models(_engine(settings), asset=asset, model=model)
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table(title="model versions")
+        for column in ("id", "asset", "model", "trained on", "MASE", "active"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(
+                str(r["id"]),
+                r["asset"],
+                r["model"],
+                f"{r['train_start']} .. {r['train_end']}",
+                _fmt(r["holdout_mase"], ".4f"),
+                "yes" if r["active"] else ("pruned" if r["pruned"] else ""),
+            )
+        out.print(table)
+        if not rows:
+            out.print("no models yet: run `btc-predictor train --asset BTC-USD`")
+
+    _run(body)
+
+
+@models_app.command("show")
+def models_show(version: VersionArg) -> None:
+    """One version in full (JSON), with its promotions."""
+
+    def body() -> None:
+        from btc_predictor.services.models import show_model
+
+        _print_json(show_model(_engine(_settings()), version))
+
+    _run(body)
+
+
+@models_app.command("promote")
+def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
+    """Make a version the active one of its asset."""
+
+    def body() -> None:
+        from btc_predictor.services.models import promote_model
+
+        row = promote_model(
+            _engine(_settings()), version, now=datetime.now(UTC), reason="promoted by hand (cli)"
+        )
+        _print_json(row) if as_json else out.print(
+            f"{row['asset']}: version {row['id']} ({row['model']}) is active"
+        )
+
+    _run(body)
+
+
+@models_app.command("rollback")
+def models_rollback(asset: AssetOpt = "BTC-USD", as_json: JsonFlag = False) -> None:
+    """Reactivate the previously promoted version."""
+
+    def body() -> None:
+        from btc_predictor.services.models import rollback_model
+
+        row = rollback_model(_engine(_settings()), asset, now=datetime.now(UTC))
+        _print_json(row) if as_json else out.print(
+            f"{row['asset']}: rolled back to version {row['id']} ({row['model']})"
+        )
+
+    _run(body)
+
+
+@models_app.command("export")
+def models_export(
+    version: VersionArg, directory: Annotated[Path, typer.Argument(help="Output folder.")]
+) -> None:
+    """Write model.onnx, weights.safetensors and meta.json of a version to a folder."""
+
+    def body() -> None:
+        from btc_predictor.services.models import export_model
+
+        for path in export_model(_engine(_settings()), version, directory):
+            out.print(str(path), markup=False)
+
+    _run(body)
 
 
 def _age(seconds: float) -> str:

@@ -1,0 +1,306 @@
+"""The train use case: load closes, holdout + final fit, store a verified version, promote."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib.metadata import PackageNotFoundError, version
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from btc_predictor import model_store as store
+from btc_predictor.config import Settings
+from btc_predictor.errors import (
+    ArtifactError,
+    BtcpError,
+    InvalidInputError,
+    NoDataError,
+    NotEnoughDataError,
+)
+from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
+from btc_predictor.forecasting.intervals import MIN_RESIDUALS
+from btc_predictor.forecasting.registry import create_model, get_model_class
+from btc_predictor.forecasting.training import (
+    PROMOTION_MODES,
+    DayErrors,
+    PromotionEvidence,
+    TrainOutcome,
+    promotion_decision,
+    split_index,
+    train_model,
+)
+from btc_predictor.serving import OnnxModel
+from btc_predictor.sources.base import DAY, Candle, parse_asset, utc_day
+from btc_predictor.storage import repository as repo
+from btc_predictor.storage.db import read_session, write_session
+
+# The ONNX graph must reproduce the fitted model before a version is stored.
+ONNX_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRequest:
+    """Mirrors ``btc-predictor train`` flags."""
+
+    asset: str = "BTC-USD"
+    model: str | None = None
+    start: date | None = None
+    seed: int = 0
+    epochs: int | None = None
+    promote: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """Contiguous daily closes of the training window."""
+
+    asset: str
+    closes: FloatArray
+    days: list[date]
+
+    @property
+    def sha256(self) -> str:
+        """Fingerprint of exactly what was trained on (days and closes)."""
+        digest = hashlib.sha256(np.asarray(self.closes, dtype="<f8").tobytes())
+        digest.update(",".join(d.isoformat() for d in self.days).encode())
+        return digest.hexdigest()
+
+
+def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
+    """Stored closes from ``start``; gaps would corrupt returns, so they are refused."""
+    with read_session(engine) as session:
+        candles = repo.load_candles(session=session, asset=asset, start=utc_day(start))
+    if not candles:
+        raise NoDataError(
+            f"no data for {asset} from {start}: run `btc-predictor ingest --asset {asset}`"
+        )
+    _refuse_gaps(asset, candles)
+    closes = np.array([c.close for c in candles], dtype=np.float64)
+    return TrainingData(asset, closes, [c.ts.date() for c in candles])
+
+
+def _refuse_gaps(asset: str, candles: list[Candle]) -> None:
+    """NoDataError naming the first gap in the window, with what to run."""
+    for before, after in pairwise(candles):
+        if after.ts - before.ts != DAY:
+            raise NoDataError(
+                f"{asset} is missing {before.ts.date() + DAY}..{after.ts.date() - DAY} in the "
+                f"training window: backfill with `btc-predictor ingest --asset {asset} "
+                f"--since {before.ts.date()}` or train with --start {after.ts.date()}"
+            )
+
+
+def min_training_days(max_horizon: int) -> int:
+    """Fewest closes whose 20% holdout yields MIN_RESIDUALS residuals at every horizon."""
+    n = 1
+    while n - split_index(n) - max_horizon + 1 < MIN_RESIDUALS:
+        n += 1
+    return n
+
+
+def _require_calibration_days(data: TrainingData, max_horizon: int) -> None:
+    """NotEnoughDataError unless the holdout can calibrate intervals for every horizon."""
+    need = min_training_days(max_horizon)
+    if data.closes.size < need:
+        raise NotEnoughDataError(
+            f"{data.asset} has {data.closes.size} days from {data.days[0]}; training for "
+            f"horizons up to {max_horizon} needs at least {need} (use an earlier --start)"
+        )
+
+
+def train(
+    settings: Settings,
+    engine: Engine,
+    request: TrainRequest,
+    *,
+    now: datetime,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train, store and (by the promotion rule) activate a version; the ``train --json`` object."""
+    asset = parse_asset(request.asset).symbol
+    name = request.model or settings.default_model
+    get_model_class(name)  # unknown names fail before any data is read
+    if request.promote not in PROMOTION_MODES:
+        raise InvalidInputError(f"--promote must be one of {', '.join(PROMOTION_MODES)}")
+    data = load_training_data(engine, asset, request.start or settings.train_start)
+    _require_calibration_days(data, settings.max_horizon)
+    epochs = request.epochs or settings.train_epochs
+    started = time.perf_counter()
+    outcome = train_model(
+        lambda: create_model(name, max_horizon=settings.max_horizon),
+        data.closes,
+        seed=request.seed,
+        epochs=epochs,
+        max_horizon=settings.max_horizon,
+        progress=progress,
+        days=[d.toordinal() for d in data.days],
+    )
+    duration = time.perf_counter() - started
+    artifacts = build_artifacts(outcome, data, request.seed, epochs, now)
+    verify_onnx(outcome.model, artifacts, data.closes)
+    summary = _summary(name, data, outcome, duration, request.seed)
+    return _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
+
+
+def build_artifacts(
+    outcome: TrainOutcome, data: TrainingData, seed: int, epochs: int | None, now: datetime
+) -> store.ArtifactSet:
+    """model.onnx, weights.safetensors and meta.json for a trained model."""
+    from safetensors.numpy import save
+
+    model = outcome.model
+    meta = {
+        "format": 1,
+        "asset": data.asset,
+        "model": model.name,
+        "config": model.config(),
+        "context_length": model.context_length,
+        "max_horizon": model.max_horizon,
+        "residuals_per_horizon": outcome.residuals_per_horizon,
+        "metrics": outcome.metrics,
+        "baseline": outcome.baseline,
+        "day_errors": outcome.holdout.day_errors.to_json(),
+        "train_start": data.days[0].isoformat(),
+        "train_end": data.days[-1].isoformat(),
+        "data_points": int(data.closes.size),
+        "data_sha256": data.sha256,
+        "seed": seed,
+        "epochs": epochs,
+        "trained_at": now.isoformat(),
+        "libraries": _library_versions(),
+    }
+    weights = save({k: np.ascontiguousarray(v) for k, v in model.tensors().items()})
+    return store.ArtifactSet(model.to_onnx(), weights, meta)
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the artifacts."""
+    found = {}
+    for package in ("btc-predictor", "numpy", "torch", "onnx", "onnxruntime", "safetensors"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatArray) -> None:
+    """Refuse to store a graph whose forecasts differ from the fitted model's."""
+    expected = model.predict(closes, model.max_horizon)
+    window = np.ascontiguousarray(closes[-model.context_length :])[None, :]
+    got = OnnxModel(artifacts).session.run(["forecast"], {"closes": window})[0][0]
+    if not np.allclose(got, expected, rtol=ONNX_TOLERANCE, atol=0.0):
+        worst = float(np.max(np.abs(got / expected - 1)))
+        raise ArtifactError(
+            f"exported ONNX graph disagrees with the model (rel. error {worst:.2e})"
+        )
+
+
+def _summary(
+    name: str, data: TrainingData, outcome: TrainOutcome, duration: float, seed: int
+) -> dict[str, Any]:
+    """The ``train --json`` fields known before storing."""
+    naive = outcome.baseline["naive"]
+    return {
+        "asset": data.asset,
+        "model": name,
+        "seed": seed,
+        "training_duration": round(duration, 3),
+        "data_points_used": int(data.closes.size),
+        "train_start": data.days[0].isoformat(),
+        "train_end": data.days[-1].isoformat(),
+        "data_sha256": data.sha256,
+        "metrics": {
+            k: outcome.metrics.get(k)
+            for k in ("rmse", "mae", "mape", "r2", "mase", "directional_accuracy", "dm_pvalue")
+        },
+        "baseline": {"naive": {k: naive.get(k) for k in ("rmse", "mae", "mape", "r2")}},
+        "calibration": {"residuals_per_horizon": outcome.residuals_per_horizon},
+    }
+
+
+def _store_and_promote(
+    settings: Settings,
+    engine: Engine,
+    summary: dict[str, Any],
+    artifacts: store.ArtifactSet,
+    mode: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Write the version, decide on promotion and prune, all in one transaction."""
+    stored = {k: v for k, v in summary.items() if k != "calibration"}
+    with write_session(engine) as session:
+        version_id = store.save_version(
+            session=session, version=_new_version(summary, now), artifacts=artifacts
+        )
+        promoted, reason = _decide(session, summary, artifacts, mode)
+        if promoted:
+            store.promote(session=session, version_id=version_id, reason=reason, now=now)
+        store.prune(
+            session=session,
+            asset=summary["asset"],
+            model=summary["model"],
+            keep=settings.keep_versions,
+            now=now,
+        )
+        row = store.get_version(session=session, version_id=version_id)
+        row.summary = {
+            **stored,
+            "version": version_id,
+            "promoted": promoted,
+            "promotion_reason": reason,
+        }
+    return {**summary, "version": version_id, "promoted": promoted, "promotion_reason": reason}
+
+
+def _new_version(summary: dict[str, Any], now: datetime) -> store.NewVersion:
+    """The version row fields from a training summary."""
+    return store.NewVersion(
+        asset=summary["asset"],
+        model=summary["model"],
+        created_at=now,
+        train_start=date.fromisoformat(summary["train_start"]),
+        train_end=date.fromisoformat(summary["train_end"]),
+        data_points=summary["data_points_used"],
+        data_sha256=summary["data_sha256"],
+        seed=summary["seed"],
+        training_duration=summary["training_duration"],
+        holdout_mase=summary["metrics"]["mase"],
+        summary={},
+    )
+
+
+def _decide(
+    session: Session, summary: dict[str, Any], artifacts: store.ArtifactSet, mode: str
+) -> tuple[bool, str]:
+    """The DESIGN promotion rule against the currently active version."""
+    name = summary["model"]
+    candidate = PromotionEvidence(
+        name,
+        get_model_class(name).is_baseline,
+        summary["metrics"]["mase"],
+        DayErrors.from_json(artifacts.meta["day_errors"]),
+    )
+    active_id = store.active_version_id(session=session, asset=summary["asset"])
+    if active_id is None or mode != "auto":
+        return promotion_decision(candidate, None, mode=mode)
+    try:
+        active = store.load_artifacts(session=session, version_id=active_id).meta
+    except BtcpError as exc:
+        return True, f"promoted: the active version {active_id} is unusable ({exc.message})"
+    evidence = PromotionEvidence(
+        str(active.get("model")),
+        False,
+        active.get("metrics", {}).get("mase"),
+        DayErrors.from_json(active["day_errors"]) if "day_errors" in active else None,
+    )
+    decided, reason = promotion_decision(candidate, evidence, mode=mode)
+    return decided, reason.replace("vs active", f"vs active v{active_id}", 1)

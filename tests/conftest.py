@@ -1,12 +1,15 @@
-"""Shared fixtures: settings on a temp SQLite file or a per-session PostgreSQL database."""
+"""Shared fixtures: settings on SQLite or a per-session PostgreSQL database, a loopback HTTP
+stub, and a guard that fails any test reaching past 127.0.0.1."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -14,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 from btc_predictor.config import Settings
 from btc_predictor.storage.db import create_db_engine, upgrade
 from btc_predictor.storage.tables import Base
+from tests.sources.http_stub import HttpStub
 
 STRICT = os.environ.get("BTCP_TEST_STRICT") == "1"
 PG_ADMIN_URL = os.environ.get(
@@ -91,3 +95,29 @@ def engine(settings: Settings) -> Iterator[Engine]:
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture
+def http_stub() -> Iterator[HttpStub]:
+    """A started stub server on 127.0.0.1; closed after the test."""
+    stub = HttpStub().start()
+    try:
+        yield stub
+    finally:
+        stub.close()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any Python-level socket connect that would leave 127.0.0.1."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[0] not in _LOOPBACK:
+            raise AssertionError(f"test tried to reach the network: {address}")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)

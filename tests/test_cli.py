@@ -37,7 +37,7 @@ def db_fingerprint(env: dict[str, str]) -> str:
 
 @pytest.fixture
 def seeded(env: dict[str, str], shared_data: Path) -> dict[str, str]:
-    code, out, err = run(env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json")
+    code, _out, err = run(env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json")
     assert code == 0, err
     return env
 

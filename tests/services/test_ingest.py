@@ -168,3 +168,33 @@ def test_bootstrap_ingests_only_an_empty_database(settings: Settings, engine: En
     assert [r.inserted for r in result.reports] == [4020]
     assert list(result.failures) == ["ETH-USD"]
     assert bootstrap(settings, engine, now=NOW, source_factory=sources).skipped
+
+
+def test_real_adapters_exchange_down_falls_back_to_yahoo(settings: Settings, engine: Engine, http_stub) -> None:
+    """kraken refuses connections; the chain moves on to Yahoo's chart API (both on loopback)."""
+    import socket
+
+    from curl_cffi.requests import Session
+
+    from btc_predictor.sources.exchange import ExchangeSource
+    from btc_predictor.sources.yahoo import YahooSource
+    from tests.sources.test_exchange import client
+    from tests.sources.test_yahoo import fixture
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    http_stub.route("/v8/finance/chart/BTC-USD", lambda query, path: (200, fixture("yahoo_chart_btc_usd.json"), {}))
+    clock = datetime(2024, 1, 6, 12, tzinfo=UTC)
+    sleeps: list[float] = []
+    with Session() as session:
+        sources = {
+            "exchange:kraken": ExchangeSource("kraken", client=client("kraken", dead), timeout=1.0, retries=2, sleep=sleeps.append, clock=lambda: clock),
+            "yahoo": YahooSource(session=session, base_url=http_stub.url, timeout=2.0, retries=0, clock=lambda: clock),
+        }
+        chain = settings.model_copy(update={"sources": ["exchange:kraken", "yahoo"]})
+        report = ingest(chain, engine, IngestRequest("BTC-USD"), now=clock, source_factory=sources.__getitem__)
+    assert report.source == "yahoo" and report.inserted > 0
+    assert list(report.failed_sources) == ["exchange:kraken"] and sleeps == [1.0, 2.0]
+    assert len(http_stub.seen("/v8/finance/chart/BTC-USD")) == 1
+    assert stored(engine)[-1].ts.date() == date(2024, 1, 5)  # the live 6 January candle is dropped

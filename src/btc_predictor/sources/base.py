@@ -11,6 +11,9 @@ from btc_predictor.errors import InvalidInputError
 
 DAY = timedelta(days=1)
 INTERVAL = "1d"
+# Retries of transient source failures wait 1, 2, 4, … seconds, never more than 30.
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 30.0
 _ASSET = re.compile(r"^([A-Z0-9]{2,12})-([A-Z0-9]{2,6})$")
 
 
@@ -95,3 +98,13 @@ def today_utc(now: datetime) -> date:
 def from_epoch_seconds(seconds: float) -> datetime:
     """An aware UTC datetime from a Unix timestamp."""
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def utc_now() -> datetime:
+    """The current aware UTC time (the default clock of online sources)."""
+    return datetime.now(UTC)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, 4, … capped)."""
+    return float(min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX))

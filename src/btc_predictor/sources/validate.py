@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import pairwise
 
 from btc_predictor.sources.base import DAY, Candle, today_utc, utc_day
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # btc-predictor: the two commands.
-#   ./run.sh local   set up .venv, migrate, ingest market data if the database is empty
+#   ./run.sh local   set up .venv, migrate, ingest market data if empty, train if no model
 #   ./run.sh test    set up .venv with dev,train,postgres extras; lint, type-check, test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,8 +33,8 @@ ensure_venv() {
 }
 
 cmd_local() {
-  local extras=""
-  case "${BTCP_DATABASE_URL:-}" in postgresql*) extras="postgres" ;; esac
+  local extras="train"
+  case "${BTCP_DATABASE_URL:-}" in postgresql*) extras="train,postgres" ;; esac
   ensure_venv "$extras"
   local cli="$VENV/bin/btc-predictor"
   echo "==> migrating the database"
@@ -42,11 +42,14 @@ cmd_local() {
   echo "==> market data"
   "$cli" data bootstrap
   "$cli" data status
+  echo "==> models"
+  "$cli" models bootstrap
   cat <<'MSG'
 
 Ready. Next steps:
-  .venv/bin/btc-predictor data status            # what is stored
-  .venv/bin/btc-predictor ingest --asset BTC-USD # fetch the newest days
+  .venv/bin/btc-predictor predict --asset BTC-USD --horizon 7   # forecast with intervals
+  .venv/bin/btc-predictor backtest --asset BTC-USD --plot bt.png # walk-forward vs naive
+  .venv/bin/btc-predictor ingest --asset BTC-USD                 # fetch the newest days
 MSG
 }
 

@@ -113,3 +113,40 @@ def test_module_entry_point_and_debug_traceback(env: dict[str, str], tmp_path: P
     assert plain.returncode == 2 and plain.stderr.strip().endswith("nope.csv: no such file")
     debug = subprocess.run([*base, "--debug", "ingest", "--path", str(tmp_path / "nope.csv")], env=full_env, capture_output=True, text=True, check=False)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "DataFileError" in debug.stderr
+
+
+def test_train_predict_models_round_trip(seeded: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run(seeded, "train", "--model", "drift", "--promote", "always", "--json")
+    assert code == 0, err
+    version = json.loads(out)["version"]
+    code, out, _ = run(seeded, "predict", "--horizon", "2", "--level", "80", "--json")
+    forecast = json.loads(out)
+    assert code == 0 and forecast["model_version"] == version and forecast["level"] == 80
+    code, out, _ = run(seeded, "models", "list", "--json")
+    assert code == 0 and [(m["id"], m["active"]) for m in json.loads(out)] == [(version, True)]
+    code, out, _ = run(seeded, "models", "export", str(version), str(tmp_path / "export"))
+    assert code == 0 and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["meta.json", "model.onnx", "weights.safetensors"]
+    code, out, _ = run(seeded, "backtest", "--model", "naive", "--days", "60", "--horizon", "2", "--json", "--plot", str(tmp_path / "bt.png"))
+    assert code == 0 and json.loads(out)["horizons"][0]["n"] == 60
+    assert (tmp_path / "bt.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--model", "prophet"], "unknown model `prophet`; valid models: naive, drift, seed-lstm"),
+        (["train", "--asset", "DOGE-USD", "--model", "naive"], "no data for DOGE-USD"),
+        (["train", "--model", "naive", "--start", "2025-10-01"], "needs at least 295"),
+        (["predict", "--horizon", "0"], "horizon 0 is out of range (1..30)"),
+        (["predict", "--horizon", "31"], "horizon 31 is out of range (1..30)"),
+        (["predict"], "no active model for BTC-USD: run `btc-predictor train --asset BTC-USD`"),
+        (["models", "show", "42"], "no model version 42"),
+        (["models", "rollback"], "no earlier promoted version"),
+        (["backtest", "--days", "5000", "--model", "naive"], "leaves no history to fit on"),
+    ],
+)
+def test_forecasting_bad_input_exits_2(seeded: dict[str, str], args: list[str], message: str) -> None:
+    before = db_fingerprint(seeded)
+    code, _out, err = run(seeded, *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert db_fingerprint(seeded) == before

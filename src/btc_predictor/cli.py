@@ -491,6 +491,30 @@ def models_list(
     _run(body)
 
 
+@models_app.command("bootstrap")
+def models_bootstrap() -> None:
+    """Train the default model for tracked assets that have data but no active version."""
+
+    def body() -> None:
+        from btc_predictor.services.training import bootstrap_models
+
+        settings = _settings()
+        with _progress(f"training {settings.default_model} (holdout, then final fit)") as update:
+            results = bootstrap_models(
+                settings,
+                _engine(settings),
+                now=datetime.now(UTC),
+                progress=lambda e, total, _loss: update(e, total),
+            )
+        for asset, result in results.items():
+            if isinstance(result, str):
+                out.print(f"{asset}: {result}", markup=False)
+            else:
+                _show_train(result)
+
+    _run(body)
+
+
 @models_app.command("show")
 def models_show(version: VersionArg) -> None:
     """One version in full (JSON), with its promotions."""

@@ -21,7 +21,7 @@ from btc_predictor.errors import (
     NoModelError,
     NotEnoughDataError,
 )
-from btc_predictor.forecasting.backtest import SerialExecutor
+from btc_predictor.forecasting.executors import SerialExecutor
 from btc_predictor.services import IngestRequest, ingest
 from btc_predictor.services.backtest import BacktestRequest, run_backtest
 from btc_predictor.services.forecast import ForecastRequest, predict
@@ -171,3 +171,20 @@ def test_predict_in_a_fresh_process_never_imports_torch(sqlite_settings: Setting
     assert done.returncode == 0, done.stderr
     assert "TORCH-FREE" in done.stderr
     assert json.loads(done.stdout)["model"] == "drift"
+
+
+def test_default_lstm_trains_promotes_and_serves_through_onnx(settings: Settings, btc: Engine) -> None:
+    """The real default model, capped at 2 epochs: stored, verified, promoted, served."""
+    from btc_predictor.services.training import bootstrap_models
+
+    quick = settings.model_copy(update={"train_epochs": 2})
+    results = bootstrap_models(quick, btc, now=NOW)
+    report = results["BTC-USD"]
+    assert isinstance(report, dict) and report["model"] == "lstm" and report["promoted"]
+    assert report["promotion_reason"] == "promoted: no version is active"
+    assert 0.9 < report["metrics"]["mase"] < 1.1
+    assert bootstrap_models(quick, btc, now=NOW) == {"BTC-USD": f"version {report['version']} is active"}
+    forecast = predict(quick, btc, ForecastRequest(horizon=30), now=NOW)
+    assert forecast["model"] == "lstm" and len(forecast["points"]) == 30
+    again = train(quick, btc, TrainRequest(model="lstm", seed=1), now=NOW)
+    assert "on the same 578 days" in again["promotion_reason"]

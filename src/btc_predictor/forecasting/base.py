@@ -4,6 +4,9 @@ Conventions (all models):
 - ``y`` is a 1-D float64 array of daily closes, ascending, contiguous days, no NaN.
 - ``predict(history, horizon)`` forecasts closes for days t+1..t+horizon where t is the last
   day of ``history``; only the last ``context_length`` values of ``history`` are used.
+  A horizon below 1 raises InvalidInputError; above ``max_horizon``,
+  HorizonExceedsModelError.
+- ``predict_batch(windows)`` is the same for many origins at once (backtests, holdouts).
 - Models never see dates, files, the database or the environment.
 - The exported ONNX graph has one input ``closes`` (float64, ``[batch, context_length]``) and
   one output ``forecast`` (float64, ``[batch, max_horizon]``, price levels), so serving is
@@ -21,7 +24,8 @@ import numpy.typing as npt
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 JSONValue: TypeAlias = Any  # values of meta.json: str, int, float, bool, None, lists, dicts
 
-# Called after each training epoch: (epoch, total_epochs, validation_loss or None).
+# Called after each training step: (done, total, validation_loss or None). A step is an
+# epoch; composite fits (the ensemble) count member fits instead.
 ProgressFn: TypeAlias = Callable[[int, int, float | None], None]
 
 
@@ -56,8 +60,12 @@ class Forecaster(Protocol):
         """Forecast closes for the next ``horizon`` days after ``history``; shape ``(horizon,)``."""
         ...
 
+    def predict_batch(self, windows: FloatArray) -> FloatArray:
+        """Forecasts from many windows ``[n, context_length]``; shape ``[n, max_horizon]``."""
+        ...
+
     def config(self) -> dict[str, JSONValue]:
-        """Hyperparameters and fitted statistics (scalers, drift) for meta.json."""
+        """Hyperparameters and fitted statistics for meta.json (includes the model ``name``)."""
         ...
 
     def tensors(self) -> dict[str, npt.NDArray[np.float32]]:

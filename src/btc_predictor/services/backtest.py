@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, NotEnoughDataError
-from btc_predictor.forecasting.backtest import Executor, backtest
+from btc_predictor.forecasting.backtest import backtest
+from btc_predictor.forecasting.executors import Executor
 from btc_predictor.forecasting.registry import get_model_class
 from btc_predictor.services.training import load_training_data
 from btc_predictor.sources.base import parse_asset

@@ -304,3 +304,23 @@ def _decide(
     )
     decided, reason = promotion_decision(candidate, evidence, mode=mode)
     return decided, reason.replace("vs active", f"vs active v{active_id}", 1)
+
+
+def bootstrap_models(
+    settings: Settings, engine: Engine, *, now: datetime, progress: ProgressFn | None = None
+) -> dict[str, dict[str, Any] | str]:
+    """Train the default model for each tracked asset with data but no active version."""
+    results: dict[str, dict[str, Any] | str] = {}
+    for asset in settings.assets:
+        with read_session(engine) as session:
+            active = store.active_version_id(session=session, asset=asset)
+        if active is not None:
+            results[asset] = f"version {active} is active"
+            continue
+        try:
+            results[asset] = train(
+                settings, engine, TrainRequest(asset), now=now, progress=progress
+            )
+        except NoDataError as exc:
+            results[asset] = f"not trained: {exc.message}"
+    return results

@@ -1,0 +1,52 @@
+"""Model name → class, resolved lazily so that importing the registry never imports torch.
+
+The API process looks models up by name but serves ONNX only; the torch-backed classes are
+imported the first time someone asks for their class (training, backtests, tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, cast
+
+from btc_predictor.errors import ModelNotFoundError
+from btc_predictor.forecasting.base import Forecaster
+
+_PACKAGE = "btc_predictor.forecasting"
+
+# name -> "module:Class"; the order is the order users see in listings.
+MODELS: Mapping[str, str] = MappingProxyType(
+    {
+        "naive": f"{_PACKAGE}.baselines:NaiveForecaster",
+        "drift": f"{_PACKAGE}.baselines:DriftForecaster",
+        "seed-lstm": f"{_PACKAGE}.networks:SeedLSTMForecaster",
+        "lstm": f"{_PACKAGE}.networks:LSTMForecaster",
+        "gru": f"{_PACKAGE}.networks:GRUForecaster",
+        "transformer": f"{_PACKAGE}.networks:TransformerForecaster",
+        "ensemble": f"{_PACKAGE}.ensemble:EnsembleForecaster",
+    }
+)
+
+
+def model_names() -> list[str]:
+    """Every registered model name, in listing order."""
+    return list(MODELS)
+
+
+def get_model_class(name: str) -> type[Forecaster]:
+    """The class registered as ``name``; unknown names raise ModelNotFoundError."""
+    target = MODELS.get(name)
+    if target is None:
+        valid = ", ".join(MODELS)
+        raise ModelNotFoundError(f"unknown model `{name}`; valid models: {valid}")
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    return cast(type[Forecaster], getattr(module, class_name))
+
+
+def create_model(name: str, *, max_horizon: int = 30, **overrides: Any) -> Forecaster:
+    """A new, unfitted model ``name`` with ``max_horizon`` and hyperparameter overrides."""
+    factory = cast(Callable[..., Forecaster], get_model_class(name))
+    return factory(max_horizon=max_horizon, **overrides)

@@ -1,0 +1,236 @@
+"""Holdout split, leakage, train outcome, and the promotion rule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from btc_predictor.errors import InvalidInputError, NotEnoughDataError
+from btc_predictor.forecasting import metrics
+from btc_predictor.forecasting.baselines import DriftForecaster, NaiveForecaster
+from btc_predictor.forecasting.training import (
+    DayErrors,
+    PromotionEvidence,
+    chronological_split,
+    forecast_origins,
+    holdout_evaluate,
+    promotion_decision,
+    split_index,
+    train_model,
+)
+
+
+def random_walk(n: int, seed: int = 0) -> np.ndarray:
+    """Synthetic daily closes: a geometric random walk around 30k."""
+    rng = np.random.default_rng(seed)
+    return 30_000.0 * np.exp(np.cumsum(rng.normal(0.0005, 0.02, n)))
+
+
+class SpyDrift(DriftForecaster):
+    """Drift that records what it was fitted on."""
+
+    fits: list[np.ndarray]
+
+    def fit(self, y: np.ndarray, **kwargs: Any) -> SpyDrift:
+        self.fits = [*getattr(self, "fits", []), np.array(y)]
+        progress = kwargs.get("progress")
+        if progress is not None:
+            for epoch in (1, 2):
+                progress(epoch, 2, 0.1 * epoch)
+        return super().fit(y)
+
+
+@pytest.mark.parametrize(("n", "train"), [(2890, 2312), (10, 8), (5, 4), (2, 2), (11, 9)])
+def test_split_is_ceil_of_80_percent(n: int, train: int) -> None:
+    assert split_index(n) == train
+    head, tail = chronological_split(np.arange(n, dtype=float))
+    assert (len(head), len(tail)) == (train, n - train)
+    assert head[-1] + 1 == (tail[0] if len(tail) else n)
+
+
+def test_holdout_fit_sees_only_the_train_part() -> None:
+    y = random_walk(100)
+    spy = SpyDrift(max_horizon=5)
+    result = holdout_evaluate(lambda: spy, y, max_horizon=5)
+    assert result.split == 80
+    (seen,) = spy.fits
+    np.testing.assert_array_equal(seen, y[:80])
+
+
+def test_holdout_forecasts_every_test_day_per_horizon() -> None:
+    y = random_walk(100)
+    result = holdout_evaluate(lambda: DriftForecaster(max_horizon=5), y, max_horizon=5)
+    assert [len(s.actual) for s in result.horizons] == [20, 19, 18, 17, 16]
+    first, third = result.horizons[0], result.horizons[2]
+    assert first.origins[0] == 79 and first.targets[-1] == 99  # first target = first test day
+    np.testing.assert_array_equal(third.actual, y[third.origins + 3])
+    np.testing.assert_array_equal(third.naive, y[third.origins])
+    assert [len(r) for r in result.residuals_per_horizon] == [20, 19, 18, 17, 16]
+
+
+def test_holdout_metrics_show_naive_beside_the_model() -> None:
+    y = random_walk(200, seed=3)
+    result = holdout_evaluate(lambda: DriftForecaster(max_horizon=3), y, max_horizon=3)
+    s = result.horizons[0]
+    assert result.metrics["mase"] == pytest.approx(metrics.mase(s.actual, s.forecast, s.naive))
+    assert result.baseline["naive"]["mae"] == pytest.approx(metrics.mae(s.actual, s.naive))
+    assert set(result.metrics) == {
+        "rmse",
+        "mae",
+        "mape",
+        "r2",
+        "mase",
+        "directional_accuracy",
+        "dm_pvalue",
+    }
+    np.testing.assert_allclose(result.day_errors.model, np.abs(s.forecast - s.actual))
+    naive = holdout_evaluate(lambda: NaiveForecaster(max_horizon=3), y, max_horizon=3)
+    assert naive.metrics["mase"] == 1.0
+    assert naive.metrics["directional_accuracy"] is None
+    assert naive.metrics["dm_pvalue"] == 1.0
+
+
+def test_day_keys_map_errors_to_calendar_days() -> None:
+    y = random_walk(50)
+    days = np.arange(50) + 738_000  # e.g. date ordinals
+    result = holdout_evaluate(lambda: DriftForecaster(max_horizon=2), y, max_horizon=2, days=days)
+    np.testing.assert_array_equal(result.day_errors.days, days[40:])
+    assert DayErrors.from_json(json.loads(json.dumps(result.day_errors.to_json()))) is not None
+    with pytest.raises(InvalidInputError):
+        holdout_evaluate(lambda: DriftForecaster(max_horizon=2), y, max_horizon=2, days=days[:-1])
+
+
+def test_batched_origins_equal_one_predict_per_origin() -> None:
+    y = random_walk(1200)
+    model = DriftForecaster(max_horizon=4).fit(y[:500])
+    origins = np.arange(499, 1199)  # more than one 512-row chunk
+    expected = np.stack([model.predict(y[: t + 1], 4) for t in origins])
+    np.testing.assert_allclose(forecast_origins(model, y, origins, 4), expected, rtol=1e-15)
+    with pytest.raises(NotEnoughDataError):
+        forecast_origins(model, y, [1200], 4)
+
+
+def test_a_holdout_needs_at_least_one_test_day() -> None:
+    with pytest.raises(NotEnoughDataError, match="at least 5 closes"):
+        holdout_evaluate(lambda: DriftForecaster(max_horizon=1), random_walk(4), max_horizon=1)
+    result = holdout_evaluate(lambda: DriftForecaster(max_horizon=1), random_walk(5), max_horizon=1)
+    assert len(result.horizons[0].actual) == 1
+
+
+def test_max_horizon_beyond_the_model_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="max_horizon"):
+        holdout_evaluate(lambda: DriftForecaster(max_horizon=3), random_walk(30), max_horizon=5)
+
+
+def test_train_model_holdout_then_final_fit_on_everything() -> None:
+    y = random_walk(100)
+    spies: list[SpyDrift] = []
+
+    def factory() -> SpyDrift:
+        spies.append(SpyDrift(max_horizon=3))
+        return spies[-1]
+
+    calls: list[tuple[int, int]] = []
+    outcome = train_model(factory, y, max_horizon=3, progress=lambda e, t, _: calls.append((e, t)))
+    holdout_spy, final_spy = spies
+    np.testing.assert_array_equal(holdout_spy.fits[0], y[:80])
+    np.testing.assert_array_equal(final_spy.fits[0], y)
+    assert outcome.model is final_spy
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert outcome.metrics == outcome.holdout.metrics
+    assert set(outcome.baseline["naive"]) == {"rmse", "mae", "mape", "r2"}
+    json.dumps(outcome.residuals_per_horizon)  # JSON-ready
+    assert len(outcome.residuals_per_horizon) == 3
+
+
+# --- Promotion rule ---------------------------------------------------------------------------
+
+
+def evidence(
+    model_err: float,
+    *,
+    days: range = range(100),
+    naive_err: float = 1.0,
+    baseline: bool = False,
+    mase: float | None = None,
+    noise: int = 0,
+) -> PromotionEvidence:
+    """Evidence with (noisy) constant absolute errors on ``days``."""
+    rng = np.random.default_rng(noise)
+    n = len(days)
+    errors = np.abs(model_err + (rng.normal(0, 0.05, n) if noise else np.zeros(n)))
+    return PromotionEvidence(
+        model="drift" if baseline else "lstm",
+        is_baseline=baseline,
+        mase=model_err / naive_err if mase is None else mase,
+        day_errors=DayErrors(
+            days=np.array(days, dtype=np.int64), model=errors, naive=np.full(n, naive_err)
+        ),
+    )
+
+
+def test_promotes_when_none_is_active() -> None:
+    promote, reason = promotion_decision(evidence(1.3), None)
+    assert promote and "no version is active" in reason
+
+
+def test_better_by_less_than_half_a_percent_is_not_enough() -> None:
+    promote, reason = promotion_decision(evidence(0.997), evidence(1.0))
+    assert not promote and "0.3% lower" in reason and "0.5% lower required" in reason
+
+
+def test_better_by_enough_on_the_same_days_is_promoted() -> None:
+    promote, reason = promotion_decision(evidence(0.98, noise=1), evidence(1.0, noise=2))
+    assert promote and "same 100 days" in reason and "DM p=" in reason
+
+
+def test_only_shared_days_count() -> None:
+    # The active version's stated MASE is 1.5 (1.0 on days 0..99, 2.0 on days 100..199). A
+    # candidate scored on days 0..99 only, at 1.2, beats the stated 1.5 but loses on those days.
+    cand = evidence(1.2, days=range(100))
+    errors = np.r_[np.full(100, 1.0), np.full(100, 2.0)]
+    active = PromotionEvidence(
+        model="gru",
+        is_baseline=False,
+        mase=1.5,
+        day_errors=DayErrors(np.arange(200), errors, np.ones(200)),
+    )
+    promote, reason = promotion_decision(cand, active)
+    assert not promote and "1.2000 vs active 1.0000 on the same 100 days" in reason
+
+
+def test_too_few_shared_days_falls_back_to_stated_mase() -> None:
+    cand, active = evidence(0.9, days=range(0, 50)), evidence(1.0, days=range(40, 90))
+    promote, reason = promotion_decision(cand, active)
+    assert promote and "stated MASEs are compared" in reason and "DM is not possible" in reason
+    no_record = PromotionEvidence("lstm", False, 1.0, None)
+    assert not promotion_decision(no_record, active)[0]
+
+
+def test_dm_worse_blocks_promotion() -> None:
+    # Same days, but the candidate's run saw larger naive errors (e.g. revised data): its MASE
+    # looks 10% better while its absolute errors are clearly larger than the active one's.
+    cand = evidence(1.2, naive_err=1.5, noise=3)
+    active = evidence(0.9, naive_err=1.0, noise=4)
+    promote, reason = promotion_decision(cand, active)
+    assert not promote and "Diebold–Mariano test finds it worse" in reason
+
+
+def test_baselines_are_never_auto_promoted() -> None:
+    promote, reason = promotion_decision(evidence(0.5, baseline=True), None)
+    assert not promote and "baseline" in reason
+    assert promotion_decision(evidence(0.5, baseline=True), None, mode="always")[0]
+
+
+def test_always_and_never_modes() -> None:
+    worse, better = evidence(2.0), evidence(0.5)
+    assert promotion_decision(worse, better, mode="always") == (
+        True,
+        "promoted: promotion mode is 'always'",
+    )
+    assert not promotion_decision(better, None, mode="never")[0]
+    with pytest.raises(InvalidInputError):
+        promotion_decision(better, None, mode="sometimes")

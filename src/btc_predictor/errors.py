@@ -104,9 +104,10 @@ class DataSourceError(BtcpError):
 
     code = "source_error"
 
-    def __init__(self, source: str, message: str) -> None:
-        super().__init__(f"{source}: {message}")
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
         self.source = source
+        self.reason = reason
 
 
 class ArtifactError(BtcpError):

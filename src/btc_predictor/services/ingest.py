@@ -111,15 +111,13 @@ def ingest(
         try:
             fetched = _fetch(factory(spec), asset, request, last, now)
         except DataSourceError as exc:
-            log.warning("source %s failed for %s: %s", spec, asset, exc.message)
-            report.failed_sources[spec] = exc.message
+            log.warning("source %s failed for %s: %s", spec, asset, exc.reason)
+            report.failed_sources[spec] = exc.reason
             continue
         return _store(engine, request, report, fetched, owner, last, now)
     _record_failure(engine, specs, report, now)
-    raise DataSourceError(
-        ",".join(specs),
-        "every source failed: " + "; ".join(f"{k}: {v}" for k, v in report.failed_sources.items()),
-    )
+    failures = "; ".join(f"{k}: {v}" for k, v in report.failed_sources.items())
+    raise DataSourceError(asset.symbol, f"no source could serve it ({failures})")
 
 
 def _source_specs(settings: Settings, request: IngestRequest) -> list[str]:
@@ -353,5 +351,5 @@ def bootstrap(
                 ingest(settings, engine, request, now=now, source_factory=source_factory)
             )
         except DataSourceError as exc:
-            result.failures[asset] = exc.message
+            result.failures[asset] = exc.reason
     return result

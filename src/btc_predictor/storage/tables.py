@@ -11,11 +11,14 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -133,3 +136,79 @@ class PromotionRow(Base):
     promoted_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
     rolled_back_at: Mapped[datetime | None]
+
+
+JOB_KINDS = ("ingest", "train", "backtest", "retrain")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+
+class JobRow(Base):
+    """A persisted job: any process can enqueue, the worker runs it, anyone can read it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # At most one queued/running job per key (e.g. one training per asset and model).
+        Index(
+            "uq_jobs_active_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(120))
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+
+
+class PredictionRow(Base):
+    """One served forecast (ledger), scored when its target day's candle arrives."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("asset", "model_version", "as_of", "horizon", name="uq_predictions_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime]
+    horizon: Mapped[int] = mapped_column(Integer)
+    target_date: Mapped[date] = mapped_column(Date, index=True)
+    forecast: Mapped[float] = mapped_column(Double)
+    lower: Mapped[float] = mapped_column(Double)
+    upper: Mapped[float] = mapped_column(Double)
+    level: Mapped[int] = mapped_column(Integer)
+    naive: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime]
+    actual: Mapped[float | None] = mapped_column(Double)
+    abs_error: Mapped[float | None] = mapped_column(Double)
+    naive_abs_error: Mapped[float | None] = mapped_column(Double)
+    inside: Mapped[bool | None]
+    scored_at: Mapped[datetime | None]
+
+
+class ScheduleRow(Base):
+    """When a worker schedule last ran and is due next."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None]
+    last_job_id: Mapped[str | None] = mapped_column(String(36))

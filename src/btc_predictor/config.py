@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     source_timeout: Duration = timedelta(seconds=20)
     source_retries: int = Field(default=4, ge=0, le=10)
+    # API
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cors_origins: CsvList = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    state_poll: Duration = timedelta(seconds=1)
+    # Worker and schedules
+    refresh_delay: Duration = timedelta(minutes=5)
+    retrain_every: Duration = timedelta(days=7)
+    job_stale_after: Duration = timedelta(minutes=2)
+    worker_poll: Duration = timedelta(seconds=1)
 
     @field_validator("assets")
     @classmethod

@@ -574,6 +574,57 @@ def models_export(
     _run(body)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default BTCP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default BTCP_PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API (and, with BTCP_EMBEDDED_WORKER=true, one job-worker subprocess)."""
+
+    def body() -> None:
+        import subprocess
+
+        import uvicorn
+
+        from btc_predictor.api.auth import resolve_api_key
+
+        settings = _settings()
+        resolve_api_key(settings)  # refuse to start without a key on PostgreSQL
+        _engine(settings).dispose()  # migrate once, before any worker process starts
+        worker = None
+        if settings.embedded_worker:
+            worker = subprocess.Popen([sys.executable, "-m", "btc_predictor", "worker"])
+        try:
+            uvicorn.run(
+                "btc_predictor.api.app:app_from_environment",
+                factory=True,
+                host=host or settings.host,
+                port=port or settings.port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+            )
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=30)
+
+    _run(body)
+
+
+@app.command()
+def worker() -> None:
+    """Run queued jobs and the schedules; serves /metrics and /health/live on BTCP_WORKER_PORT."""
+
+    def body() -> None:
+        from btc_predictor.worker import run_worker
+
+        run_worker(_settings())
+
+    _run(body)
+
+
 def _age(seconds: float) -> str:
     """A compact human age."""
     return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"

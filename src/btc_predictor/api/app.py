@@ -1,0 +1,207 @@
+"""``create_app(settings)``: the FastAPI application, its error table and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from btc_predictor import __version__, errors
+from btc_predictor.api.auth import resolve_api_key
+from btc_predictor.api.state import ServingState
+from btc_predictor.config import Settings
+from btc_predictor.storage.db import create_db_engine, upgrade
+
+log = logging.getLogger("btc_predictor.api")
+
+# The one place domain errors become HTTP statuses (codes are the errors' own).
+ERROR_STATUS: dict[type[errors.BtcpError], int] = {
+    errors.InvalidInputError: 422,
+    errors.NotFoundError: 404,
+    errors.ConflictError: 409,
+    errors.DataSourceError: 502,
+    errors.ArtifactError: 503,
+    errors.UnavailableError: 503,
+}
+
+
+def status_for(exc: errors.BtcpError) -> int:
+    """The HTTP status of a domain error (the most specific entry of the table)."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error shape every failure uses."""
+    return {"detail": detail, "code": code, **extra}
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the API for ``settings`` (the engine is created, migrated and disposed by it)."""
+    api_key = resolve_api_key(settings)
+    owned = engine is None
+    db = engine or create_db_engine(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(upgrade, db)
+        await asyncio.to_thread(app.state.serving.refresh)
+        poller = asyncio.create_task(app.state.serving.poll_forever())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            if owned:
+                db.dispose()
+
+    app = FastAPI(
+        title="btc-predictor",
+        version=__version__,
+        lifespan=lifespan,
+        description="Honest crypto price forecasts: every number next to the naive forecast.",
+    )
+    app.state.settings, app.state.engine, app.state.api_key = settings, db, api_key
+    app.state.serving = ServingState(settings, db)
+    app.state.stats = RequestStats()
+    _install_errors(app)
+    _install_middleware(app, settings)
+    _include_routes(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory for ``serve --workers N``: settings come from the environment."""
+    from btc_predictor.config import get_settings
+    from btc_predictor.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def _install_errors(app: FastAPI) -> None:
+    """Domain errors, validation errors and HTTP errors all answer with the same JSON shape."""
+
+    @app.exception_handler(errors.BtcpError)
+    async def domain(_: Request, exc: errors.BtcpError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.code), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [_problem(e) for e in exc.errors()]
+        detail = "; ".join(f"{p['loc']}: {p['msg']}" for p in problems) or "invalid request"
+        return JSONResponse(
+            error_body(detail, "invalid_parameter", errors=problems), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }.get(exc.status_code, "error")
+        return JSONResponse(
+            error_body(str(exc.detail), code),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", str(exc).splitlines()[0])
+        return JSONResponse(error_body("database unavailable", "unavailable"), status_code=503)
+
+
+def _problem(error: Any) -> dict[str, Any]:
+    """One validation problem, JSON-safe."""
+    loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body", "path"))
+    return {
+        "loc": loc or "request",
+        "msg": str(error.get("msg", "invalid")),
+        "type": str(error.get("type", "value_error")),
+    }
+
+
+class RequestStats:
+    """Per-process request counters for /monitoring (count, predictions, total time)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.predictions = 0
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        """Count one finished request."""
+        self.requests += 1
+        self.seconds += seconds
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Request ids, access log, body-size cap; CORS only for configured origins."""
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    cap = settings.max_body_bytes
+
+    @app.middleware("http")
+    async def envelope(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            response: Response = JSONResponse(
+                error_body(f"request body over {cap} bytes", "too_large"), status_code=413
+            )
+        else:
+            response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        app.state.stats.add(elapsed)
+        response.headers["X-Request-ID"] = request_id
+        log.info(
+            "%s %s %s %.1fms id=%s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            elapsed * 1000,
+            request_id,
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2),
+                }
+            },
+        )
+        return response
+
+
+def _include_routes(app: FastAPI) -> None:
+    """Every router, in one list."""
+    from btc_predictor.api.routes import legacy, v1
+
+    app.include_router(legacy.router)
+    app.include_router(v1.router, prefix="/api/v1")

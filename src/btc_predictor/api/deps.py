@@ -1,0 +1,62 @@
+"""Request dependencies, declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from btc_predictor.api.auth import key_matches
+from btc_predictor.api.state import ServingState
+from btc_predictor.config import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's injected settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's database engine."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_serving(request: Request) -> ServingState:
+    """The process's model and forecast cache."""
+    serving: ServingState = request.app.state.serving
+    return serving
+
+
+def utc_now() -> datetime:
+    """The request's clock (overridable in tests)."""
+    return datetime.now(UTC)
+
+
+_bearer = HTTPBearer(
+    auto_error=False, description="BTCP_API_KEY (generated into the data dir if unset)"
+)
+
+
+def require_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Mutating endpoints: ``Authorization: Bearer <API key>``, compared in constant time."""
+    given = credentials.credentials if credentials else None
+    if not key_matches(given, request.app.state.api_key):
+        raise HTTPException(
+            401,
+            "missing or wrong API key (send Authorization: Bearer <BTCP_API_KEY>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ServingDep = Annotated[ServingState, Depends(get_serving)]
+NowDep = Annotated[datetime, Depends(utc_now)]
+Authorized = Depends(require_key)

@@ -1,0 +1,100 @@
+"""Assets: what is stored and tracked, their candles, and refresh jobs."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from btc_predictor import jobs as queue
+from btc_predictor.api import schemas as s
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.errors import AssetNotFoundError
+from btc_predictor.services.ingest import data_status
+from btc_predictor.sources.base import parse_asset, utc_day
+from btc_predictor.storage import repository as repo
+from btc_predictor.storage.db import read_session
+
+router = APIRouter(prefix="/assets", tags=["assets"])
+AssetPath = Annotated[str, Path(pattern=s.ASSET_PATTERN, description="BASE-QUOTE")]
+
+
+@router.get("", response_model=list[s.AssetResponse])
+def list_assets(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[dict[str, Any]]:
+    """Tracked and stored assets with what is stored for each."""
+    return [row.to_json() for row in data_status(settings, engine, asset=None, now=now)]
+
+
+@router.get("/{asset}/candles", response_model=list[s.CandleOut], responses=s.errors_for(404))
+def candles(
+    settings: SettingsDep,
+    engine: EngineDep,
+    now: NowDep,
+    asset: AssetPath,
+    start: date | None = None,
+    end: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 365,
+) -> list[dict[str, Any]]:
+    """Stored daily candles, ``start <= date < end``, the newest ``limit`` of them."""
+    symbol = parse_asset(asset).symbol
+    data_status(settings, engine, asset=symbol, now=now)  # 404 for unknown assets
+    with read_session(engine) as session:
+        rows = repo.load_candles(
+            session=session,
+            asset=symbol,
+            start=utc_day(start) if start else None,
+            end=utc_day(end) if end else None,
+            limit=limit,
+        )
+    return [
+        {
+            "date": c.ts.date().isoformat(),
+            "open": c.open,
+            "high": c.high,
+            "low": c.low,
+            "close": c.close,
+            "volume": c.volume,
+        }
+        for c in rows
+    ]
+
+
+@router.post(
+    "/{asset}/refresh",
+    status_code=202,
+    response_model=s.JobResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404, 409),
+)
+def refresh(
+    settings: SettingsDep,
+    engine: EngineDep,
+    now: NowDep,
+    asset: AssetPath,
+    response: Response,
+    body: s.RefreshRequest | None = None,
+) -> dict[str, Any]:
+    """Queue an ingest job for a tracked or stored asset (online sources only)."""
+    symbol = parse_asset(asset).symbol
+    known = {row.asset for row in data_status(settings, engine, asset=None, now=now)}
+    if symbol not in known:
+        raise AssetNotFoundError(
+            f"asset {symbol} is neither tracked nor stored (known: {', '.join(sorted(known))})"
+        )
+    request = body or s.RefreshRequest()
+    params = {
+        "asset": symbol,
+        "source": request.source,
+        "since": request.since,
+        "force": request.force,
+    }
+    job = queue.enqueue(
+        engine,
+        kind="ingest",
+        params=params,
+        now=now,
+        dedupe_key=queue.dedupe_key_for("ingest", params),
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
+    return job

@@ -1,0 +1,70 @@
+"""Backtests: a backtest's id is its job's id."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from btc_predictor import jobs as queue
+from btc_predictor.api import schemas as s
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep
+from btc_predictor.errors import JobNotFoundError
+from btc_predictor.forecasting.registry import get_model_class
+from btc_predictor.sources.base import parse_asset
+
+router = APIRouter(prefix="/backtests", tags=["backtests"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=s.JobResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404),
+)
+def start(
+    engine: EngineDep, now: NowDep, body: s.BacktestRequestBody, response: Response
+) -> dict[str, Any]:
+    """Queue a walk-forward backtest."""
+    if body.model is not None:
+        get_model_class(body.model)
+    params = {**body.model_dump(), "asset": parse_asset(body.asset).symbol}
+    job = queue.enqueue(engine, kind="backtest", params=params, now=now)
+    response.headers["Location"] = f"/api/v1/backtests/{job['id']}"
+    return job
+
+
+@router.get("", response_model=list[s.JobResponse])
+def list_backtests(
+    engine: EngineDep,
+    asset: Annotated[str | None, Query(pattern=s.ASSET_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    """Backtest jobs newest first (results without their series)."""
+    rows = queue.list_jobs(engine, kind="backtest", limit=limit)
+    symbol = parse_asset(asset).symbol if asset else None
+    return [_summary(j) for j in rows if symbol is None or j["params"].get("asset") == symbol]
+
+
+def _summary(job: dict[str, Any]) -> dict[str, Any]:
+    """A backtest job without its (large) series."""
+    result = job["result"]
+    if result is not None:
+        result = {k: v for k, v in result.items() if k != "series"}
+    return {**job, "result": result}
+
+
+@router.get("/{backtest_id}", responses={202: {"model": s.JobResponse}, **s.errors_for(404)})
+def get_backtest(
+    engine: EngineDep, response: Response, backtest_id: Annotated[str, Path(max_length=64)]
+) -> dict[str, Any]:
+    """The backtest JSON (with ``series``) once done; 202 with the job while it runs."""
+    job = queue.get_job(engine, backtest_id)
+    if job["kind"] != "backtest":
+        raise JobNotFoundError(f"job {backtest_id} is a {job['kind']} job, not a backtest")
+    if job["status"] == "succeeded" and job["result"] is not None:
+        result: dict[str, Any] = job["result"]
+        return result
+    response.status_code = 202
+    return job

@@ -1,0 +1,50 @@
+"""Jobs: ingest, train, retrain and backtest runs, persisted so any process can answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from btc_predictor import jobs as queue
+from btc_predictor.api import schemas as s
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+
+router = APIRouter(tags=["jobs"])
+JobId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/jobs", response_model=list[s.JobResponse])
+def list_jobs(
+    engine: EngineDep,
+    kind: Literal["ingest", "train", "backtest", "retrain"] | None = None,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Jobs newest first, optionally by kind and status."""
+    return queue.list_jobs(engine, kind=kind, status=status, limit=limit)
+
+
+@router.get("/jobs/{job_id}", response_model=s.JobResponse, responses=s.errors_for(404))
+def get_job(engine: EngineDep, job_id: JobId) -> dict[str, Any]:
+    """One job: status, progress, timestamps, result or error."""
+    return queue.get_job(engine, job_id)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=s.JobResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404),
+)
+def cancel_job(engine: EngineDep, now: NowDep, job_id: JobId) -> dict[str, Any]:
+    """Cancel a queued job, or ask a running one to stop."""
+    return queue.cancel_job(engine, job_id, now=now)
+
+
+@router.get("/schedules", response_model=list[s.ScheduleResponse], tags=["schedules"])
+def schedules(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[dict[str, Any]]:
+    """The worker's schedules and their next run times."""
+    from btc_predictor.schedules import list_schedules
+
+    return list_schedules(engine, settings, now=now)

@@ -1,0 +1,84 @@
+"""Model versions and training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from btc_predictor import jobs as queue
+from btc_predictor.api import schemas as s
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep
+from btc_predictor.forecasting.registry import get_model_class
+from btc_predictor.services import models as versions
+from btc_predictor.sources.base import parse_asset
+
+router = APIRouter(tags=["models"])
+VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post(
+    "/train",
+    status_code=202,
+    response_model=s.JobResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404, 409),
+)
+def train(
+    engine: EngineDep, now: NowDep, body: s.TrainRequestBody, response: Response
+) -> dict[str, Any]:
+    """Queue a training job; ``Location`` points at it. One per (asset, model) at a time."""
+    if body.model is not None:
+        get_model_class(body.model)
+    params = {**body.model_dump(), "asset": parse_asset(body.asset).symbol}
+    job = queue.enqueue(
+        engine,
+        kind="train",
+        params=params,
+        now=now,
+        dedupe_key=queue.dedupe_key_for("train", params),
+    )
+    response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
+    return job
+
+
+@router.get("/models", response_model=list[s.ModelVersionResponse])
+def list_models(
+    engine: EngineDep,
+    asset: Annotated[str | None, Query(pattern=s.ASSET_PATTERN)] = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Model versions newest first, each flagged active or not."""
+    return versions.list_models(engine, asset=asset, model=model)
+
+
+@router.get(
+    "/models/{version_id}", response_model=s.ModelVersionResponse, responses=s.errors_for(404)
+)
+def show_model(engine: EngineDep, version_id: VersionId) -> dict[str, Any]:
+    """One version with its metrics and promotions."""
+    return versions.show_model(engine, version_id)
+
+
+@router.post(
+    "/models/{version_id}/promote",
+    response_model=s.ModelVersionResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404),
+)
+def promote(engine: EngineDep, now: NowDep, version_id: VersionId) -> dict[str, Any]:
+    """Activate a version for its asset."""
+    return versions.promote_model(engine, version_id, now=now, reason="promoted by hand (api)")
+
+
+@router.post(
+    "/models/{asset}/rollback",
+    response_model=s.ModelVersionResponse,
+    dependencies=[Authorized],
+    responses=s.errors_for(401, 404, 409),
+)
+def rollback(
+    engine: EngineDep, now: NowDep, asset: Annotated[str, Path(pattern=s.ASSET_PATTERN)]
+) -> dict[str, Any]:
+    """Reactivate the previously promoted version (409 when there is none)."""
+    return versions.rollback_model(engine, asset, now=now)

@@ -1,0 +1,24 @@
+"""The forecast ledger: served forecasts and how they turned out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from btc_predictor.api import schemas as s
+from btc_predictor.api.deps import EngineDep
+from btc_predictor.services.ledger import list_predictions
+from btc_predictor.sources.base import parse_asset
+
+router = APIRouter(tags=["predictions"])
+
+
+@router.get("/predictions", response_model=list[s.PredictionEntry])
+def predictions(
+    engine: EngineDep,
+    asset: Annotated[str, Query(pattern=s.ASSET_PATTERN)] = "BTC-USD",
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+) -> list[dict[str, Any]]:
+    """Newest ledger entries, scored once their target day's candle is stored."""
+    return list_predictions(engine, asset=parse_asset(asset).symbol, limit=limit)

@@ -1,0 +1,9 @@
+"""``/api/v1``: every versioned resource router, in one list."""
+
+from fastapi import APIRouter
+
+from btc_predictor.api.routes import assets, backtests, forecast, jobs, models, predictions
+
+router = APIRouter()
+for module in (assets, forecast, jobs, models, backtests, predictions):
+    router.include_router(module.router)

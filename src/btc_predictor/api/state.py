@@ -1,0 +1,165 @@
+"""What an API process holds in memory: loaded models and computed forecasts.
+
+A forecast depends only on (asset, model version, data cutoff, horizon, level), so it is
+computed once and served from memory. A poller reads the cheap "state" (active version and
+newest candle per asset) every ``BTCP_STATE_POLL``; when it changes — another process
+promoted a version or ingested data — that asset's cached forecasts are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from btc_predictor import model_store as store
+from btc_predictor.config import Settings
+from btc_predictor.services import ledger
+from btc_predictor.services.forecast import (
+    ForecastRequest,
+    LoadedVersion,
+    check_request,
+    forecast_json,
+    load_version,
+    pick_version,
+    recent_closes,
+)
+from btc_predictor.sources.base import DAY, parse_asset
+from btc_predictor.storage.db import read_session
+from btc_predictor.storage.tables import CandleRow, PromotionRow
+
+log = logging.getLogger(__name__)
+# (asset, version, cutoff, horizon, level)
+CacheKey = tuple[str, int, datetime, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetState:
+    """What a cached forecast of one asset depends on besides its request."""
+
+    active_version: int | None
+    last_candle: datetime | None
+
+
+class ServingState:
+    """Loaded models, cached forecasts, and the poller that keeps them current."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._versions: dict[int, LoadedVersion] = {}
+        self._forecasts: dict[CacheKey, dict[str, Any]] = {}
+        self._states: dict[str, AssetState] = {}
+
+    def read_states(self) -> dict[str, AssetState]:
+        """Active version and newest candle per asset, straight from the database."""
+        with read_session(self.engine) as session:
+            newest = dict(
+                session.execute(
+                    select(CandleRow.asset, func.max(CandleRow.ts)).group_by(CandleRow.asset)
+                ).all()
+            )
+            assets = set(newest) | set(session.scalars(select(PromotionRow.asset).distinct()).all())
+            return {
+                a: AssetState(store.active_version_id(session=session, asset=a), newest.get(a))
+                for a in assets
+            }
+
+    def refresh(self) -> None:
+        """Drop cached forecasts of assets whose state changed since the last poll."""
+        states = self.read_states()
+        with self._lock:
+            changed = {
+                a for a in set(states) | set(self._states) if states.get(a) != self._states.get(a)
+            }
+            if changed:
+                self._forecasts = {k: v for k, v in self._forecasts.items() if k[0] not in changed}
+            self._states = states
+
+    async def poll_forever(self) -> None:
+        """Refresh every BTCP_STATE_POLL until cancelled (errors are logged, not fatal)."""
+        interval = self.settings.state_poll.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # a database hiccup must not kill the poller
+                log.exception("state poll failed")
+
+    def cached(self, request: ForecastRequest, now: datetime) -> dict[str, Any] | None:
+        """A cached forecast for the request when its asset's state is known (no I/O)."""
+        if request.model is not None:
+            return None
+        state = self._states.get(request.asset)
+        if state is None or state.active_version is None or state.last_candle is None:
+            return None
+        hit = self._forecasts.get(
+            (request.asset, state.active_version, state.last_candle, request.horizon, request.level)
+        )
+        return None if hit is None else self._aged(hit, now)
+
+    def forecast(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
+        """The forecast object for a request: from memory, else computed (blocking I/O)."""
+        check_request(self.settings, request)
+        request = ForecastRequest(
+            parse_asset(request.asset).symbol, request.horizon, request.level, request.model
+        )
+        hit = self.cached(request, now)
+        if hit is not None:
+            return hit
+        payload = self._compute(request, now)
+        self._record(request, payload, now)
+        return payload
+
+    def _compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
+        """Load the version (once per process) and the recent candles, then forecast."""
+        with read_session(self.engine) as session:
+            version_id = pick_version(session, request.asset, request.model)
+            loaded = self._versions.get(version_id)
+            if loaded is None:
+                loaded = load_version(session, version_id)
+            candles = recent_closes(session, request.asset, loaded.runner.context_length)
+        with self._lock:
+            self._versions[version_id] = loaded
+        payload = forecast_json(self.settings, request.asset, loaded, candles, request, now=now)
+        key = (request.asset, version_id, candles[-1].ts, request.horizon, request.level)
+        if request.model is None and self._states.get(request.asset) == AssetState(
+            version_id, candles[-1].ts
+        ):
+            with self._lock:
+                self._forecasts[key] = payload
+        return payload
+
+    def _record(self, request: ForecastRequest, payload: dict[str, Any], now: datetime) -> None:
+        """Put the served forecast in the ledger (with its 90% interval) once."""
+        entry = payload
+        if request.level != ledger.LEDGER_LEVEL:
+            entry = self._compute(
+                ForecastRequest(request.asset, request.horizon, ledger.LEDGER_LEVEL, request.model),
+                now,
+            )
+        try:
+            ledger.record_forecast(self.engine, entry, now=now)
+        except Exception:  # the ledger must never cost the user their forecast
+            log.exception("could not record forecast in the ledger")
+
+    def _aged(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A cached forecast with its data age brought up to ``now``."""
+        closed = datetime.fromisoformat(payload["as_of"])
+        age = max((now - closed).total_seconds(), 0.0)
+        return {
+            **payload,
+            "data_age_seconds": age,
+            "stale": age > self.settings.max_data_age.total_seconds(),
+        }
+
+
+def last_close_age(last_candle: datetime, now: datetime) -> float:
+    """Seconds since the newest candle closed."""
+    return max((now - (last_candle + DAY)).total_seconds(), 0.0)

@@ -46,7 +46,8 @@ def record_forecast(engine: Engine, forecast: dict[str, Any], *, now: datetime) 
             .values(rows)
             .on_conflict_do_nothing(index_elements=["asset", "model_version", "as_of", "horizon"])
         )
-        return int(session.execute(statement).rowcount or 0)
+        result = session.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)  # an INSERT's CursorResult
 
 
 def score_ledger(engine: Engine, asset: str, *, now: datetime) -> int:

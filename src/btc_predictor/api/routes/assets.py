@@ -89,12 +89,6 @@ def refresh(
         "since": request.since,
         "force": request.force,
     }
-    job = queue.enqueue(
-        engine,
-        kind="ingest",
-        params=params,
-        now=now,
-        dedupe_key=queue.dedupe_key_for("ingest", params),
-    )
+    job = queue.submit(engine, settings, kind="ingest", params=params, now=now)
     response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
     return job

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Path, Query, Response
 
 from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.errors import JobNotFoundError
-from btc_predictor.forecasting.registry import get_model_class
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -24,13 +23,14 @@ router = APIRouter(prefix="/backtests", tags=["backtests"])
     responses=s.errors_for(401, 404),
 )
 def start(
-    engine: EngineDep, now: NowDep, body: s.BacktestRequestBody, response: Response
+    settings: SettingsDep,
+    engine: EngineDep,
+    now: NowDep,
+    body: s.BacktestRequestBody,
+    response: Response,
 ) -> dict[str, Any]:
     """Queue a walk-forward backtest."""
-    if body.model is not None:
-        get_model_class(body.model)
-    params = {**body.model_dump(), "asset": parse_asset(body.asset).symbol}
-    job = queue.enqueue(engine, kind="backtest", params=params, now=now)
+    job = queue.submit(engine, settings, kind="backtest", params=body.model_dump(), now=now)
     response.headers["Location"] = f"/api/v1/backtests/{job['id']}"
     return job
 

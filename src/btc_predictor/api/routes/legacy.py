@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import urllib.request
 from datetime import datetime, timedelta
@@ -159,6 +160,7 @@ def _worker(request: Request) -> dict[str, Any]:
     responses=s.errors_for(401, 404, 409),
 )
 async def train(
+    settings: SettingsDep,
     engine: EngineDep,
     now: NowDep,
     asset: AssetQuery = "BTC-USD",
@@ -166,19 +168,9 @@ async def train(
     epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
     """Train (promote auto) and answer when the job ends, as the original did."""
-    params = {
-        "asset": parse_asset(asset).symbol,
-        "model": model,
-        "epochs": epochs,
-        "promote": "auto",
-    }
+    params = {"asset": asset, "model": model, "epochs": epochs, "promote": "auto"}
     job = await run_in_threadpool(
-        jobs.enqueue,
-        engine,
-        kind="train",
-        params=params,
-        now=now,
-        dedupe_key=jobs.dedupe_key_for("train", params),
+        functools.partial(jobs.submit, engine, settings, kind="train", params=params, now=now)
     )
     while job["status"] in ("queued", "running"):
         await asyncio.sleep(0.25)

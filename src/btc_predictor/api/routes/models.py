@@ -8,10 +8,8 @@ from fastapi import APIRouter, Path, Query, Response
 
 from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep
-from btc_predictor.forecasting.registry import get_model_class
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.services import models as versions
-from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(tags=["models"])
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -25,19 +23,14 @@ VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     responses=s.errors_for(401, 404, 409),
 )
 def train(
-    engine: EngineDep, now: NowDep, body: s.TrainRequestBody, response: Response
+    settings: SettingsDep,
+    engine: EngineDep,
+    now: NowDep,
+    body: s.TrainRequestBody,
+    response: Response,
 ) -> dict[str, Any]:
     """Queue a training job; ``Location`` points at it. One per (asset, model) at a time."""
-    if body.model is not None:
-        get_model_class(body.model)
-    params = {**body.model_dump(), "asset": parse_asset(body.asset).symbol}
-    job = queue.enqueue(
-        engine,
-        kind="train",
-        params=params,
-        now=now,
-        dedupe_key=queue.dedupe_key_for("train", params),
-    )
+    job = queue.submit(engine, settings, kind="train", params=body.model_dump(), now=now)
     response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
     return job
 

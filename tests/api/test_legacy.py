@@ -76,3 +76,12 @@ def test_request_ids_and_body_cap(client: TestClient) -> None:
     assert len(client.get("/health/live").headers["X-Request-ID"]) == 32
     big = client.post("/api/v1/train", content=b"x" * 70_000, headers={**AUTH, "Content-Type": "application/json"})
     assert big.status_code == 413 and big.json()["code"] == "too_large"
+
+
+def test_documented_model_names_are_the_registry() -> None:
+    from typing import get_args
+
+    from btc_predictor.api.schemas import ModelName
+    from btc_predictor.forecasting.registry import model_names
+
+    assert list(get_args(ModelName)) == model_names()

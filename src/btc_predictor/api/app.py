@@ -80,7 +80,29 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     _install_errors(app)
     _install_middleware(app, settings)
     _include_routes(app)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Publish the configured horizon limit (routes are declared before settings exist)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    for param in operation.get("parameters", []):
+                        if param["name"] == "horizon":
+                            param["schema"]["maximum"] = settings.max_horizon
+            body = schema.get("components", {}).get("schemas", {}).get("BacktestRequestBody")
+            if body is not None:
+                body["properties"]["horizon"]["maximum"] = settings.max_horizon
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_environment() -> FastAPI:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
+# The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
+ModelName = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
 
 
 class ErrorResponse(BaseModel):
@@ -224,7 +227,7 @@ class RefreshRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     source: str | None = None
-    since: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    since: date | None = None
     force: bool = False
 
 
@@ -233,8 +236,8 @@ class TrainRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    model: str | None = None
-    start: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    model: ModelName | None = None
+    start: date | None = None
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     epochs: int | None = Field(default=None, ge=1, le=10_000)
     promote: Literal["auto", "always", "never"] = "auto"
@@ -245,9 +248,9 @@ class BacktestRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    model: str | None = None
+    model: ModelName | None = None
     days: int | None = Field(default=None, ge=1, le=20_000)
-    start: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    start: date | None = None
     refit_every: int = Field(default=30, ge=1, le=3650)
     horizon: int = Field(default=7, ge=1, le=365)
     level: int = Field(default=90, ge=50, le=99)

@@ -83,12 +83,7 @@ def refresh(
             f"asset {symbol} is neither tracked nor stored (known: {', '.join(sorted(known))})"
         )
     request = body or s.RefreshRequest()
-    params = {
-        "asset": symbol,
-        "source": request.source,
-        "since": request.since,
-        "force": request.force,
-    }
+    params = {"asset": symbol, **request.model_dump(mode="json")}
     job = queue.submit(engine, settings, kind="ingest", params=params, now=now)
     response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
     return job

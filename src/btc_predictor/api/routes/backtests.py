@@ -30,7 +30,9 @@ def start(
     response: Response,
 ) -> dict[str, Any]:
     """Queue a walk-forward backtest."""
-    job = queue.submit(engine, settings, kind="backtest", params=body.model_dump(), now=now)
+    job = queue.submit(
+        engine, settings, kind="backtest", params=body.model_dump(mode="json"), now=now
+    )
     response.headers["Location"] = f"/api/v1/backtests/{job['id']}"
     return job
 

@@ -23,7 +23,7 @@ async def forecast(
     asset: Annotated[str, Query(pattern=s.ASSET_PATTERN)] = "BTC-USD",
     horizon: Annotated[int, Query(ge=1, le=365)] = 7,
     level: Annotated[int, Query(ge=50, le=99)] = 90,
-    model: str | None = None,
+    model: s.ModelName | None = None,
 ) -> dict[str, Any]:
     """Forecasts for horizons 1..horizon with conformal intervals at ``level``%."""
     query = ForecastRequest(parse_asset(asset).symbol, horizon, level, model)

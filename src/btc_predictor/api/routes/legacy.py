@@ -164,7 +164,7 @@ async def train(
     engine: EngineDep,
     now: NowDep,
     asset: AssetQuery = "BTC-USD",
-    model: str | None = None,
+    model: s.ModelName | None = None,
     epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
     """Train (promote auto) and answer when the job ends, as the original did."""

@@ -30,7 +30,7 @@ def train(
     response: Response,
 ) -> dict[str, Any]:
     """Queue a training job; ``Location`` points at it. One per (asset, model) at a time."""
-    job = queue.submit(engine, settings, kind="train", params=body.model_dump(), now=now)
+    job = queue.submit(engine, settings, kind="train", params=body.model_dump(mode="json"), now=now)
     response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
     return job
 
@@ -39,7 +39,7 @@ def train(
 def list_models(
     engine: EngineDep,
     asset: Annotated[str | None, Query(pattern=s.ASSET_PATTERN)] = None,
-    model: str | None = None,
+    model: s.ModelName | None = None,
 ) -> list[dict[str, Any]]:
     """Model versions newest first, each flagged active or not."""
     return versions.list_models(engine, asset=asset, model=model)

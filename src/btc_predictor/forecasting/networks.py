@@ -682,7 +682,23 @@ class _ReturnForecaster(_TorchForecaster):
         return self
 
 
-class LSTMForecaster(_ReturnForecaster):
+class _RecurrentForecaster(_ReturnForecaster):
+    """Shared by LSTM and GRU: a recurrent core of ``cell`` + direct head."""
+
+    cell: ClassVar[Literal["lstm", "gru"]]
+
+    def __init__(self, *, hidden: int = 32, layers: int = 1, **options: Unpack[ReturnOptions]):
+        super().__init__(**options)
+        self._hidden, self._layers = hidden, layers
+
+    def _hyper(self) -> dict[str, JSONValue]:
+        return super()._hyper() | {"hidden": self._hidden, "layers": self._layers}
+
+    def _make_core(self) -> nn.Module:
+        return _RecurrentCore(self.cell, self._hidden, self._layers, self._max_horizon)
+
+
+class LSTMForecaster(_RecurrentForecaster):
     """LSTM on standardized log returns with a direct head for horizons 1..H (the default).
 
     Args:
@@ -697,19 +713,10 @@ class LSTMForecaster(_ReturnForecaster):
     """
 
     name: ClassVar[str] = "lstm"
-
-    def __init__(self, *, hidden: int = 32, layers: int = 1, **options: Unpack[ReturnOptions]):
-        super().__init__(**options)
-        self._hidden, self._layers = hidden, layers
-
-    def _hyper(self) -> dict[str, JSONValue]:
-        return super()._hyper() | {"hidden": self._hidden, "layers": self._layers}
-
-    def _make_core(self) -> nn.Module:
-        return _RecurrentCore("lstm", self._hidden, self._layers, self._max_horizon)
+    cell: ClassVar[Literal["lstm", "gru"]] = "lstm"
 
 
-class GRUForecaster(_ReturnForecaster):
+class GRUForecaster(_RecurrentForecaster):
     """GRU on standardized log returns with a direct head for horizons 1..H.
 
     Args:
@@ -719,16 +726,7 @@ class GRUForecaster(_ReturnForecaster):
     """
 
     name: ClassVar[str] = "gru"
-
-    def __init__(self, *, hidden: int = 32, layers: int = 1, **options: Unpack[ReturnOptions]):
-        super().__init__(**options)
-        self._hidden, self._layers = hidden, layers
-
-    def _hyper(self) -> dict[str, JSONValue]:
-        return super()._hyper() | {"hidden": self._hidden, "layers": self._layers}
-
-    def _make_core(self) -> nn.Module:
-        return _RecurrentCore("gru", self._hidden, self._layers, self._max_horizon)
+    cell: ClassVar[Literal["lstm", "gru"]] = "gru"
 
 
 class TransformerForecaster(_ReturnForecaster):

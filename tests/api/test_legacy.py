@@ -85,3 +85,29 @@ def test_documented_model_names_are_the_registry() -> None:
     from btc_predictor.forecasting.registry import model_names
 
     assert list(get_args(ModelName)) == model_names()
+
+
+def test_the_api_process_never_imports_torch(installed) -> None:
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from btc_predictor.api.app import create_app
+from btc_predictor.config import Settings
+settings = Settings(data_dir={str(installed.data_dir)!r}, api_key="k", embedded_worker=False)
+with TestClient(create_app(settings)) as client:
+    auth = {{"Authorization": "Bearer k"}}
+    assert client.get("/predict").status_code == 200
+    assert client.get("/api/v1/forecast", params={{"horizon": 30}}).status_code == 200
+    assert client.post("/api/v1/train", json={{"model": "lstm"}}, headers=auth).status_code == 202
+    assert client.post("/api/v1/backtests", json={{"model": "ensemble"}}, headers=auth).status_code == 202
+    assert client.get("/api/v1/models").status_code == 200
+    assert client.get("/health").status_code == 200
+assert "torch" not in sys.modules, "torch was imported"
+print("TORCH-FREE")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TORCH-FREE" in done.stdout

@@ -1,0 +1,218 @@
+"""Worker schedules: refresh data, retrain, and bootstrap a fresh install.
+
+The timing rules are pure functions of an injected ``now``. :func:`enqueue_due` turns due
+schedules into ordinary jobs and persists each run in the ``schedules`` table, so a restart
+never runs a schedule twice and any process (the API) can list them.
+
+- ``refresh``: an ingest job per tracked asset shortly after each UTC day closes (00:00 UTC +
+  ``refresh_delay``); on the first start at once, and on a later start only if a run was
+  missed while no worker was up.
+- ``retrain``: a ``retrain`` job of the default model per tracked asset every
+  ``retrain_every`` (the first one a full period after the first start); the promotion rule
+  decides whether the new version becomes active.
+- ``bootstrap``: at every worker start, for each tracked asset without an active model: with
+  no stored data, an ingest job (the first-run ingest, BOOTSTRAP_CSV aware) that queues the
+  default model's training when it succeeds (chained, so training never starts before its
+  data, even with several workers); with data, the training job directly.
+
+An equivalent queued or running job (same dedupe key) means the work is already under way:
+that asset is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from btc_predictor import model_store as store
+from btc_predictor.config import Settings
+from btc_predictor.errors import InvalidInputError, JobRunningError
+from btc_predictor.jobs import submit
+from btc_predictor.storage import repository as repo
+from btc_predictor.storage.db import read_session, write_session
+from btc_predictor.storage.tables import ScheduleRow
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+# Bootstrap first: its ingest must take an asset's ingest slot before refresh's online one.
+SCHEDULES = ("bootstrap", "refresh", "retrain")
+DESCRIPTIONS = {
+    "bootstrap": "first run: ingest data and train the default model for tracked assets "
+    "that have no active model",
+    "refresh": "ingest the day that just closed for every tracked asset",
+    "retrain": "retrain the default model of every tracked asset (promoted only if better)",
+}
+
+
+def next_run(name: str, now: datetime, settings: Settings) -> datetime | None:
+    """When ``name`` runs next after a run at ``now`` (None: at the next worker start)."""
+    now = now.astimezone(UTC)
+    if name == "refresh":
+        candidate = datetime.combine(now.date(), time(), tzinfo=UTC) + settings.refresh_delay % DAY
+        while candidate <= now:
+            candidate += DAY
+        return candidate
+    if name == "retrain":
+        return now + settings.retrain_every
+    if name == "bootstrap":
+        return None
+    raise InvalidInputError(f"unknown schedule `{name}` (use one of: {', '.join(SCHEDULES)})")
+
+
+def first_run(name: str, now: datetime, settings: Settings) -> datetime | None:
+    """When ``name`` first runs on an install that never ran it."""
+    return now + settings.retrain_every if name == "retrain" else now
+
+
+def due(now: datetime, row: ScheduleRow) -> bool:
+    """Whether the schedule ``row`` is due at ``now``."""
+    return row.next_run_at is not None and row.next_run_at <= now
+
+
+def enqueue_due(
+    engine: Engine, settings: Settings, *, now: datetime, starting: bool = False
+) -> list[str]:
+    """Enqueue the jobs of every due schedule (``starting``: a worker's first tick)."""
+    with read_session(engine) as session:
+        rows = {row.name: row for row in session.scalars(select(ScheduleRow))}
+    job_ids: list[str] = []
+    for name in SCHEDULES:
+        row, armed = rows.get(name), starting and name == "bootstrap"
+        # A read first: most ticks have nothing due and should not take the write lock.
+        if row is not None and not armed and not due(now, row):
+            continue
+        if not _claim(engine, settings, name, now, starting=starting):
+            continue
+        ids = _ACTIONS[name](engine, settings, now)
+        if ids:
+            _record_job(engine, name, ids[-1])
+        log.info("schedule %s ran: %d job(s) queued", name, len(ids))
+        job_ids += ids
+    return job_ids
+
+
+def _claim(engine: Engine, settings: Settings, name: str, now: datetime, *, starting: bool) -> bool:
+    """Atomically decide that this worker runs ``name`` now (at most one worker does)."""
+    try:
+        with write_session(engine) as session:
+            row = session.get(ScheduleRow, name, with_for_update=True)
+            if row is None:
+                row = ScheduleRow(name=name, next_run_at=first_run(name, now, settings))
+                session.add(row)
+            if starting and name == "bootstrap":
+                row.next_run_at = now
+            if not due(now, row):
+                return False
+            row.last_run_at, row.next_run_at = now, next_run(name, now, settings)
+            return True
+    except IntegrityError:
+        return False  # another worker created the row at the same moment and runs it
+
+
+def _record_job(engine: Engine, name: str, job_id: str) -> None:
+    """Remember the last job a schedule queued."""
+    with write_session(engine) as session:
+        row = session.get(ScheduleRow, name)
+        if row is not None:
+            row.last_job_id = job_id
+
+
+def _submit(
+    engine: Engine, settings: Settings, kind: str, params: dict[str, Any], now: datetime
+) -> list[str]:
+    """Queue a job; an equivalent one already queued or running counts as done."""
+    try:
+        return [str(submit(engine, settings, kind=kind, params=params, now=now)["id"])]
+    except JobRunningError as exc:
+        log.info("schedule skipped a %s job: %s", kind, exc.message)
+        return []
+
+
+def _refresh(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """An ingest job per tracked asset."""
+    return [
+        job_id
+        for asset in settings.assets
+        for job_id in _submit(engine, settings, "ingest", {"asset": asset}, now)
+    ]
+
+
+def _retrain(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """A retrain job of the default model per tracked asset."""
+    reason = f"scheduled retrain (every {_duration(settings.retrain_every)})"
+    return [
+        job_id
+        for asset in settings.assets
+        for job_id in _submit(engine, settings, "retrain", {"asset": asset, "reason": reason}, now)
+    ]
+
+
+def _bootstrap(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """Ingest-then-train (or just train) each tracked asset that has no active model."""
+    job_ids: list[str] = []
+    for asset in settings.assets:
+        with read_session(engine) as session:
+            if store.active_version_id(session=session, asset=asset) is not None:
+                continue
+            has_data = bool(repo.asset_spans(session=session, asset=asset))
+        if has_data:
+            job_ids += _submit(engine, settings, "train", {"asset": asset}, now)
+        else:
+            params = {"asset": asset, "bootstrap": True, "then_train": True}
+            job_ids += _submit(engine, settings, "ingest", params, now)
+    return job_ids
+
+
+_ACTIONS: dict[str, Callable[[Engine, Settings, datetime], list[str]]] = {
+    "bootstrap": _bootstrap,
+    "refresh": _refresh,
+    "retrain": _retrain,
+}
+
+
+def list_schedules(engine: Engine, settings: Settings, *, now: datetime) -> list[dict[str, Any]]:
+    """Every schedule with its timing (``GET /api/v1/schedules``); never-run ones as planned."""
+    with read_session(engine) as session:
+        rows = {row.name: row for row in session.scalars(select(ScheduleRow))}
+    return [_schedule_json(name, rows.get(name), settings, now) for name in SCHEDULES]
+
+
+def _schedule_json(
+    name: str, row: ScheduleRow | None, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """One schedule's JSON."""
+    upcoming = row.next_run_at if row is not None else first_run(name, now, settings)
+    last = row.last_run_at if row is not None else None
+    return {
+        "name": name,
+        "description": DESCRIPTIONS[name],
+        "every": _every(name, settings),
+        "next_run_at": upcoming.isoformat() if upcoming else None,
+        "last_run_at": last.isoformat() if last else None,
+        "last_job_id": row.last_job_id if row is not None else None,
+    }
+
+
+def _every(name: str, settings: Settings) -> str:
+    """How often ``name`` runs, for people."""
+    if name == "refresh":
+        minutes = int((settings.refresh_delay % DAY).total_seconds() // 60)
+        return f"daily at {minutes // 60:02d}:{minutes % 60:02d} UTC"
+    if name == "retrain":
+        return f"every {_duration(settings.retrain_every)}"
+    return "at worker start"
+
+
+def _duration(value: timedelta) -> str:
+    """``7d``, ``6h``, ``45m`` or ``90s``: the largest unit that divides ``value``."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -150,3 +150,15 @@ def test_forecasting_bad_input_exits_2(seeded: dict[str, str], args: list[str], 
     code, _out, err = run(seeded, *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert db_fingerprint(seeded) == before
+
+
+def test_human_status_and_forecast_tables(seeded: dict[str, str]) -> None:
+    code, out, err = run(seeded, "data", "status")
+    assert code == 0, err
+    assert "BTC-USD" in out and "4020" in out and "2025-11-29" in out and "(stale)" in out
+    run(seeded, "train", "--model", "naive", "--promote", "always")
+    code, out, err = run(seeded, "predict", "--horizon", "2")
+    assert code == 0, err
+    assert "90,832.00" in out and "90% interval" in out
+    code, out, err = run(seeded, "models", "list")
+    assert code == 0 and "naive" in out and "yes" in out

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from btc_predictor import cli_views as views
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, InvalidInputError
 
@@ -168,25 +169,9 @@ def ingest(
         request = IngestRequest(asset, source, path, _parse_day(since, "--since"), force)
         settings = _settings()
         report = run_ingest(settings, _engine(settings), request, now=datetime.now(UTC))
-        _print_json(report.to_json()) if as_json else _show_ingest(report.to_json())
+        _print_json(report.to_json()) if as_json else views.show_ingest(report.to_json())
 
     _run(body)
-
-
-def _show_ingest(report: dict[str, Any]) -> None:
-    """A human ingest report."""
-    table = Table(title=f"ingest {report['asset']} from {report['source']}", show_header=False)
-    for key in ("fetched", "inserted", "updated", "unchanged", "rejected", "fixed_volume"):
-        table.add_row(key.replace("_", " "), str(report[key]))
-    table.add_row("range", f"{report['first'] or '-'} .. {report['last'] or '-'}")
-    table.add_row("gaps", ", ".join(f"{a}..{b}" for a, b in report["gaps"]) or "none")
-    out.print(table)
-    for example in report["rejected_examples"]:
-        out.print(f"  rejected {example}", markup=False)
-    for source, reason in report["failed_sources"].items():
-        out.print(f"  [yellow]fell back:[/] {source} failed: {reason}", highlight=False)
-    for note in report["notes"]:
-        out.print(f"  note: {note}", markup=False)
 
 
 @data_app.command("status")
@@ -205,7 +190,7 @@ def data_status(
         if as_json:
             _print_json(payload[0] if asset else payload)
         else:
-            _show_status(payload)
+            views.show_status(payload)
 
     _run(body)
 
@@ -222,7 +207,7 @@ def data_bootstrap() -> None:
         if result.skipped:
             out.print("database already holds market data: nothing to bootstrap")
         for report in result.reports:
-            _show_ingest(report.to_json())
+            views.show_ingest(report.to_json())
         for asset, reason in result.failures.items():
             err.print(f"warning: could not ingest {asset}: {reason}", markup=False)
             err.print(
@@ -232,28 +217,6 @@ def data_bootstrap() -> None:
             )
 
     _run(body)
-
-
-def _show_status(rows: list[dict[str, Any]]) -> None:
-    """A human table of stored data."""
-    table = Table(title="stored market data")
-    for column in ("asset", "rows", "first", "last", "gaps", "sources", "age"):
-        table.add_column(column)
-    for row in rows:
-        age = row["latest_age_seconds"]
-        age_text = "-" if age is None else _age(age) + (" (stale)" if row["stale"] else "")
-        table.add_row(
-            row["asset"],
-            str(row["rows"]),
-            row["first"] or "-",
-            row["last"] or "-",
-            str(len(row["gaps"])),
-            ", ".join(row["sources"]) or "-",
-            age_text,
-        )
-    out.print(table)
-    if not any(row["rows"] for row in rows):
-        out.print("no data yet: run `btc-predictor ingest --asset BTC-USD`")
 
 
 @contextmanager
@@ -307,33 +270,9 @@ def train(
                 now=datetime.now(UTC),
                 progress=lambda e, total, _loss: update(e, total),
             )
-        _print_json(report) if as_json else _show_train(report)
+        _print_json(report) if as_json else views.show_train(report)
 
     _run(body)
-
-
-def _fmt(value: float | None, spec: str = ",.2f") -> str:
-    """A number for humans, or '-' when undefined."""
-    return "-" if value is None else format(value, spec)
-
-
-def _show_train(report: dict[str, Any]) -> None:
-    """A human training report with the naive baseline beside every metric."""
-    metrics, naive = report["metrics"], report["baseline"]["naive"]
-    table = Table(
-        title=f"{report['model']} v{report['version']} on {report['asset']} "
-        f"({report['train_start']} .. {report['train_end']}, "
-        f"{report['data_points_used']} days, {report['training_duration']:.1f} s)"
-    )
-    for column in ("holdout (last 20%)", report["model"], "naive"):
-        table.add_column(column)
-    for key in ("mae", "rmse", "mape", "r2"):
-        table.add_row(key.upper(), _fmt(metrics[key]), _fmt(naive[key]))
-    table.add_row("MASE (vs naive)", _fmt(metrics["mase"], ".4f"), "1.0000")
-    table.add_row("direction", _fmt(metrics["directional_accuracy"], ".1%"), "-")
-    table.add_row("DM p-value vs naive", _fmt(metrics.get("dm_pvalue"), ".3f"), "-")
-    out.print(table)
-    out.print(report["promotion_reason"], markup=False)
 
 
 @app.command()
@@ -359,30 +298,9 @@ def predict(
             ForecastRequest(asset, horizon, level, model),
             now=datetime.now(UTC),
         )
-        _print_json(report) if as_json else _show_forecast(report)
+        _print_json(report) if as_json else views.show_forecast(report)
 
     _run(body)
-
-
-def _show_forecast(report: dict[str, Any]) -> None:
-    """A human forecast table."""
-    stale = " [red](stale)[/]" if report["stale"] else ""
-    out.print(
-        f"{report['asset']} last close {report['last_close']:,.2f} on {report['last_date']}"
-        f"{stale} · {report['model']} v{report['model_version']}"
-    )
-    table = Table()
-    for column in ("h", "date", "forecast", f"{report['level']}% interval", "naive"):
-        table.add_column(column)
-    for p in report["points"]:
-        table.add_row(
-            str(p["horizon"]),
-            p["target_date"],
-            f"{p['value']:,.2f}",
-            f"{p['lower']:,.2f} .. {p['upper']:,.2f}",
-            f"{p['naive']:,.2f}",
-        )
-    out.print(table)
 
 
 @app.command()
@@ -424,33 +342,9 @@ def backtest(
             report = run_backtest(settings, _engine(settings), request, progress=update)
         if plot is not None:
             plot_backtest(report, plot)
-        _print_json(report) if as_json else _show_backtest(report, plot)
+        _print_json(report) if as_json else views.show_backtest(report, plot)
 
     _run(body)
-
-
-def _show_backtest(report: dict[str, Any], plot: Path | None) -> None:
-    """A human backtest summary per horizon."""
-    table = Table(
-        title=f"{report['model']} on {report['asset']} {report['start']} .. {report['end']}"
-        f" ({report['folds']} folds, {report['burn_in_folds']} burn-in)"
-    )
-    for column in ("h", "n", "MAE", "naive MAE", "MASE", "direction", "coverage", "DM p"):
-        table.add_column(column)
-    for h in report["horizons"]:
-        table.add_row(
-            str(h["h"]),
-            str(h["n"]),
-            _fmt(h["mae"]),
-            _fmt(h["naive_mae"]),
-            _fmt(h["mase"], ".4f"),
-            _fmt(h["directional_accuracy"], ".1%"),
-            _fmt(h["coverage"], ".1%"),
-            _fmt(h["dm_pvalue"], ".3f"),
-        )
-    out.print(table)
-    if plot is not None:
-        out.print(f"plot written to {plot}", markup=False)
 
 
 VersionArg = Annotated[int, typer.Argument(help="Model version id.")]
@@ -481,7 +375,7 @@ def models_list(
                 r["asset"],
                 r["model"],
                 f"{r['train_start']} .. {r['train_end']}",
-                _fmt(r["holdout_mase"], ".4f"),
+                views.fmt(r["holdout_mase"], ".4f"),
                 "yes" if r["active"] else ("pruned" if r["pruned"] else ""),
             )
         out.print(table)
@@ -510,7 +404,7 @@ def models_bootstrap() -> None:
             if isinstance(result, str):
                 out.print(f"{asset}: {result}", markup=False)
             else:
-                _show_train(result)
+                views.show_train(result)
 
     _run(body)
 
@@ -623,11 +517,6 @@ def worker() -> None:
         run_worker(_settings())
 
     _run(body)
-
-
-def _age(seconds: float) -> str:
-    """A compact human age."""
-    return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
 
 
 def main() -> None:

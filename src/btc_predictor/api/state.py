@@ -29,7 +29,7 @@ from btc_predictor.services.forecast import (
     pick_version,
     recent_closes,
 )
-from btc_predictor.sources.base import DAY, parse_asset
+from btc_predictor.sources.base import parse_asset
 from btc_predictor.storage.db import read_session
 from btc_predictor.storage.tables import CandleRow, PromotionRow
 
@@ -159,7 +159,3 @@ class ServingState:
             "stale": age > self.settings.max_data_age.total_seconds(),
         }
 
-
-def last_close_age(last_candle: datetime, now: datetime) -> float:
-    """Seconds since the newest candle closed."""
-    return max((now - (last_candle + DAY)).total_seconds(), 0.0)

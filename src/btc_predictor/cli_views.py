@@ -1,0 +1,123 @@
+"""Human-readable renderings of CLI results (rich tables); ``--json`` bypasses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+
+
+def show_ingest(report: dict[str, Any]) -> None:
+    """A human ingest report."""
+    table = Table(title=f"ingest {report['asset']} from {report['source']}", show_header=False)
+    for key in ("fetched", "inserted", "updated", "unchanged", "rejected", "fixed_volume"):
+        table.add_row(key.replace("_", " "), str(report[key]))
+    table.add_row("range", f"{report['first'] or '-'} .. {report['last'] or '-'}")
+    table.add_row("gaps", ", ".join(f"{a}..{b}" for a, b in report["gaps"]) or "none")
+    out.print(table)
+    for example in report["rejected_examples"]:
+        out.print(f"  rejected {example}", markup=False)
+    for source, reason in report["failed_sources"].items():
+        out.print(f"  [yellow]fell back:[/] {source} failed: {reason}", highlight=False)
+    for note in report["notes"]:
+        out.print(f"  note: {note}", markup=False)
+
+
+def show_status(rows: list[dict[str, Any]]) -> None:
+    """A human table of stored data."""
+    table = Table(title="stored market data")
+    for column in ("asset", "rows", "first", "last", "gaps", "sources", "age"):
+        table.add_column(column)
+    for row in rows:
+        age = row["latest_age_seconds"]
+        age_text = "-" if age is None else human_age(age) + (" (stale)" if row["stale"] else "")
+        table.add_row(
+            row["asset"],
+            str(row["rows"]),
+            row["first"] or "-",
+            row["last"] or "-",
+            str(len(row["gaps"])),
+            ", ".join(row["sources"]) or "-",
+            age_text,
+        )
+    out.print(table)
+    if not any(row["rows"] for row in rows):
+        out.print("no data yet: run `btc-predictor ingest --asset BTC-USD`")
+
+
+def fmt(value: float | None, spec: str = ",.2f") -> str:
+    """A number for humans, or '-' when undefined."""
+    return "-" if value is None else format(value, spec)
+
+
+def show_train(report: dict[str, Any]) -> None:
+    """A human training report with the naive baseline beside every metric."""
+    metrics, naive = report["metrics"], report["baseline"]["naive"]
+    table = Table(
+        title=f"{report['model']} v{report['version']} on {report['asset']} "
+        f"({report['train_start']} .. {report['train_end']}, "
+        f"{report['data_points_used']} days, {report['training_duration']:.1f} s)"
+    )
+    for column in ("holdout (last 20%)", report["model"], "naive"):
+        table.add_column(column)
+    for key in ("mae", "rmse", "mape", "r2"):
+        table.add_row(key.upper(), fmt(metrics[key]), fmt(naive[key]))
+    table.add_row("MASE (vs naive)", fmt(metrics["mase"], ".4f"), "1.0000")
+    table.add_row("direction", fmt(metrics["directional_accuracy"], ".1%"), "-")
+    table.add_row("DM p-value vs naive", fmt(metrics.get("dm_pvalue"), ".3f"), "-")
+    out.print(table)
+    out.print(report["promotion_reason"], markup=False)
+
+
+def show_forecast(report: dict[str, Any]) -> None:
+    """A human forecast table."""
+    stale = " [red](stale)[/]" if report["stale"] else ""
+    out.print(
+        f"{report['asset']} last close {report['last_close']:,.2f} on {report['last_date']}"
+        f"{stale} · {report['model']} v{report['model_version']}"
+    )
+    table = Table()
+    for column in ("h", "date", "forecast", f"{report['level']}% interval", "naive"):
+        table.add_column(column)
+    for p in report["points"]:
+        table.add_row(
+            str(p["horizon"]),
+            p["target_date"],
+            f"{p['value']:,.2f}",
+            f"{p['lower']:,.2f} .. {p['upper']:,.2f}",
+            f"{p['naive']:,.2f}",
+        )
+    out.print(table)
+
+
+def show_backtest(report: dict[str, Any], plot: Path | None) -> None:
+    """A human backtest summary per horizon."""
+    table = Table(
+        title=f"{report['model']} on {report['asset']} {report['start']} .. {report['end']}"
+        f" ({report['folds']} folds, {report['burn_in_folds']} burn-in)"
+    )
+    for column in ("h", "n", "MAE", "naive MAE", "MASE", "direction", "coverage", "DM p"):
+        table.add_column(column)
+    for h in report["horizons"]:
+        table.add_row(
+            str(h["h"]),
+            str(h["n"]),
+            fmt(h["mae"]),
+            fmt(h["naive_mae"]),
+            fmt(h["mase"], ".4f"),
+            fmt(h["directional_accuracy"], ".1%"),
+            fmt(h["coverage"], ".1%"),
+            fmt(h["dm_pvalue"], ".3f"),
+        )
+    out.print(table)
+    if plot is not None:
+        out.print(f"plot written to {plot}", markup=False)
+
+
+def human_age(seconds: float) -> str:
+    """A compact human age."""
+    return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"

@@ -162,3 +162,12 @@ def test_human_status_and_forecast_tables(seeded: dict[str, str]) -> None:
     assert "90,832.00" in out and "90% interval" in out
     code, out, err = run(seeded, "models", "list")
     assert code == 0 and "naive" in out and "yes" in out
+
+
+def test_human_train_and_backtest_reports(seeded: dict[str, str]) -> None:
+    code, out, err = run(seeded, "train", "--model", "drift")
+    assert code == 0, err
+    assert "MASE (vs naive)" in out and "1,487.10" in out and "baseline" in out
+    code, out, err = run(seeded, "backtest", "--model", "naive", "--days", "40", "--horizon", "2")
+    assert code == 0, err
+    assert "naive MAE" in out and "burn-in" in out

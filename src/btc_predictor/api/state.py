@@ -158,4 +158,3 @@ class ServingState:
             "data_age_seconds": age,
             "stale": age > self.settings.max_data_age.total_seconds(),
         }
-

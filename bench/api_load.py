@@ -74,12 +74,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+import orjson
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.routing import Route
 
 from btc_predictor.api import app as api
 from btc_predictor.api import deps
+from btc_predictor.services.forecast import ForecastRequest
+from btc_predictor.sources.base import parse_asset
 
 FLAGS = set(os.environ.get("BENCH_ABLATE", "").split(","))
 log = logging.getLogger("btc_predictor.api")
@@ -136,6 +141,27 @@ def strip_envelope(app: FastAPI) -> None:
     app.user_middleware = [m for m in app.user_middleware if m.cls not in envelopes]
 
 
+async def lean_predict(request: Request) -> Response:
+    # a sketch, not the product: /predict as a plain Starlette route at the app root (no
+    # dependency injection, no response_model validation), the same body via orjson
+    params, now = request.query_params, datetime.now(UTC)
+    level = int(params.get("level", "90"))
+    query = ForecastRequest(parse_asset(params.get("asset", "BTC-USD")).symbol, 1, level)
+    serving = request.app.state.serving
+    forecast = serving.cached(query, now) or await run_in_threadpool(serving.forecast, query, now)
+    request.app.state.stats.predictions += 1
+    point = forecast["points"][0]
+    body = {
+        "current_date": now.date().isoformat(), "next_day_prediction": point["value"],
+        "last_known_price": forecast["last_close"], "asset": forecast["asset"],
+        "last_known_date": forecast["last_date"], "target_date": point["target_date"],
+        "model_version": forecast["model_version"], "lower": point["lower"],
+        "upper": point["upper"], "level": forecast["level"],
+        "data_age_seconds": forecast["data_age_seconds"], "stale": forecast["stale"],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 def gc_timer(phase: str, info: dict[str, int]) -> None:
     if phase == "start":
         _gc_started[0] = time.perf_counter()
@@ -160,6 +186,8 @@ def factory() -> FastAPI:
         strip_envelope(app)
     if "base-envelope" in FLAGS:
         app.middleware("http")(base_envelope)
+    if "lean-predict" in FLAGS:
+        app.router.routes.insert(0, Route("/predict", lean_predict, methods=["GET"]))
     app.add_api_route("/bench/gc", gc_report)
     gc.callbacks.append(gc_timer)
     return app
@@ -171,6 +199,8 @@ ABLATIONS = {
     "sync `def` dependencies (as before c31eef0)": "sync-deps",
     "BaseHTTPMiddleware envelope (as before c31eef0)": "base-envelope",
     "both: the API as before c31eef0": "sync-deps,base-envelope",
+    "lean /predict sketch (Starlette route, no DI/response_model, orjson)": "lean-predict",
+    "lean /predict sketch + request log muted": "lean-predict,no-log",
 }
 TARGET_RATIO, TARGET_P99_C32, TARGET_P99_C4, TARGET_READY_S, TARGET_RSS_MB = 0.8, 25, 5, 2, 200
 NOTES_MARKER = "<!-- hand-written notes below this line are kept when the file is regenerated -->"
@@ -694,7 +724,11 @@ def ablation_lines(ablation: Ablation, ref: Table) -> list[str]:
         'WARNING. "no envelope": the request-envelope middleware of `api/app.py` removed. '
         'The "before c31eef0" rows rebuild what that commit replaced: the dependencies of '
         "`api/deps.py` as plain `def` (FastAPI runs each in the threadpool) and the envelope "
-        "as an `@app.middleware('http')` (Starlette's `BaseHTTPMiddleware`). GC columns: "
+        "as an `@app.middleware('http')` (Starlette's `BaseHTTPMiddleware`). \"lean /predict "
+        'sketch": a plain Starlette route inserted before the included routers that reads '
+        "the same cached forecast and returns the same JSON body via orjson, without "
+        "FastAPI's dependency injection and response-model validation (query parameters "
+        "unvalidated: an upper bound, not a drop-in). GC columns: "
         "the longest collection and the number of gen-2 collections in the workers during "
         "the variant's runs (both workers when reached).",
         "",

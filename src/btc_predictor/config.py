@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
     embedded_worker: bool = True
     worker_port: int = Field(default=9101, ge=0, le=65535)
+    # The worker's /health/live and /metrics side server; 0.0.0.0 in containers.
+    worker_host: str = "127.0.0.1"
     keep_versions: int = Field(default=10, ge=1)
     log_format: Literal["text", "json"] = "text"
     source_timeout: Duration = timedelta(seconds=20)

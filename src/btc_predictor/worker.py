@@ -452,10 +452,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def run_worker(
-    settings: Settings, *, stop: threading.Event | None = None, host: str = "127.0.0.1"
+    settings: Settings, *, stop: threading.Event | None = None, host: str | None = None
 ) -> None:
     """``btc-predictor worker``: migrate, recover orphans, serve the side port, run jobs."""
     stop = stop or threading.Event()
+    host = host or settings.worker_host
     engine = create_db_engine(settings)
     try:
         upgrade(engine)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # btc-predictor: the two commands.
-#   ./run.sh local   set up .venv, migrate, ingest market data if empty, train if no model
+#   ./run.sh local   set up .venv, migrate, ingest market data if empty, train if no model, serve
 #   ./run.sh test    set up .venv with dev,train,postgres extras; lint, type-check, test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,13 +44,16 @@ cmd_local() {
   "$cli" data status
   echo "==> models"
   "$cli" models bootstrap
-  cat <<'MSG'
+  local host=${BTCP_HOST:-127.0.0.1} port=${BTCP_PORT:-8000}
+  cat <<MSG
 
-Ready. Next steps:
+Ready. Serving on http://$host:$port (API docs at /docs, dashboard at /ui); Ctrl-C stops.
+In another terminal:
+  curl http://$host:$port/predict
   .venv/bin/btc-predictor predict --asset BTC-USD --horizon 7   # forecast with intervals
   .venv/bin/btc-predictor backtest --asset BTC-USD --plot bt.png # walk-forward vs naive
-  .venv/bin/btc-predictor ingest --asset BTC-USD                 # fetch the newest days
 MSG
+  exec "$cli" serve --host "$host" --port "$port"
 }
 
 cmd_test() {

@@ -477,6 +477,7 @@ def serve(
     """Serve the API (and, with BTCP_EMBEDDED_WORKER=true, one job-worker subprocess)."""
 
     def body() -> None:
+        import shutil
         import subprocess
 
         import uvicorn
@@ -486,6 +487,7 @@ def serve(
         settings = _settings()
         resolve_api_key(settings)  # refuse to start without a key on PostgreSQL
         _engine(settings).dispose()  # migrate once, before any worker process starts
+        metrics_dir = _metrics_dir(settings)
         worker = None
         if settings.embedded_worker:
             worker = subprocess.Popen([sys.executable, "-m", "btc_predictor", "worker"])
@@ -503,8 +505,33 @@ def serve(
             if worker is not None:
                 worker.terminate()
                 worker.wait(timeout=30)
+            if settings.metrics_dir is None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
     _run(body)
+
+
+def _metrics_dir(settings: Settings) -> Path:
+    """Share metric files between this server's processes (prometheus-client multiprocess).
+
+    Set before any process imports prometheus_client: uvicorn's workers and the embedded job
+    worker inherit it, so one scrape of /metrics sums them all. A configured directory
+    (PROMETHEUS_MULTIPROC_DIR) is emptied first, as prometheus-client requires.
+    """
+    import os
+    import tempfile
+
+    if settings.metrics_dir is None:
+        path = Path(tempfile.mkdtemp(prefix="btcp-metrics-"))
+    else:
+        path = settings.metrics_dir
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if "prometheus_client" in sys.modules:  # this process's own metrics would be missed
+        raise RuntimeError("prometheus_client was imported before serve set its metrics dir")
+    return path
 
 
 @app.command()

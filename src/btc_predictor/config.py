@@ -41,7 +41,7 @@ CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 class Settings(BaseSettings):
     """Every tunable of btc-predictor; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="BTCP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BTCP_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Path("./data")
     database_url: str | None = None
@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     worker_host: str = "127.0.0.1"
     keep_versions: int = Field(default=10, ge=1)
     log_format: Literal["text", "json"] = "text"
+    # prometheus-client's multiprocess directory; ``serve`` sets it for its processes.
+    metrics_dir: Path | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
     source_timeout: Duration = timedelta(seconds=20)
     source_retries: int = Field(default=4, ge=0, le=10)
     # API
@@ -73,6 +75,17 @@ class Settings(BaseSettings):
     retrain_every: Duration = timedelta(days=7)
     job_stale_after: Duration = timedelta(minutes=2)
     worker_poll: Duration = timedelta(seconds=1)
+    # Forecast-health alerts (exported as bitcoin_lstm_alert_threshold) and the retraining
+    # they trigger: live MAE above naive's by this margin, or 90% coverage outside the band,
+    # on every one of the last ``degraded_days`` days, queues a retrain once per cooldown.
+    alert_live_error_margin: float = Field(default=0.10, ge=0, le=10)
+    alert_coverage_min: float = Field(default=0.80, ge=0, le=1)
+    alert_coverage_max: float = Field(default=0.97, ge=0, le=1)
+    alert_min_scored: int = Field(default=10, ge=1)
+    alert_latency_p95: Duration = timedelta(milliseconds=250)
+    alert_error_ratio: float = Field(default=0.05, gt=0, le=1)
+    degraded_days: int = Field(default=3, ge=1, le=30)
+    retrain_cooldown: Duration = timedelta(days=7)
 
     @field_validator("assets")
     @classmethod

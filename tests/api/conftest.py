@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from btc_predictor.api.app import create_app
-from btc_predictor.api.deps import utc_now
 from btc_predictor.config import Settings
 from btc_predictor.services import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
@@ -39,8 +38,7 @@ def installed(api_settings: Settings, shared_data: Path) -> Settings:
 
 
 def client_for(settings: Settings) -> TestClient:
-    app = create_app(settings)
-    app.dependency_overrides[utc_now] = lambda: NOW
+    app = create_app(settings, clock=lambda: NOW)
     return TestClient(app)
 
 

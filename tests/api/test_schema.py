@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from btc_predictor.api.app import create_app
-from btc_predictor.api.deps import utc_now
 from btc_predictor.config import Settings
 from tests.api.conftest import AUTH
 from tests.conftest import NOW
@@ -21,8 +20,7 @@ SKIP = {("POST", "/train")}
 
 
 def operations(installed: Settings) -> list[schemathesis.schemas.APIOperation]:
-    app = create_app(installed)
-    app.dependency_overrides[utc_now] = lambda: NOW
+    app = create_app(installed, clock=lambda: NOW)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     return [r.ok() for r in schema.get_all_operations() if (r.ok().method.upper(), r.ok().path) not in SKIP]
 

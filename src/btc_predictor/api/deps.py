@@ -6,7 +6,7 @@ round trip per request (the largest overhead measured on the /predict hot path).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -36,9 +36,10 @@ async def get_serving(request: Request) -> ServingState:
     return serving
 
 
-async def utc_now() -> datetime:
-    """The request's clock (overridable in tests)."""
-    return datetime.now(UTC)
+async def utc_now(request: Request) -> datetime:
+    """The app's clock (``create_app(clock=...)``; tests pass a fixed one)."""
+    now: datetime = request.app.state.clock()
+    return now
 
 
 _bearer = HTTPBearer(

@@ -226,7 +226,8 @@ class RefreshRequest(BaseModel):
     """``POST /assets/{asset}/refresh``: mirrors ``ingest`` flags (online sources only)."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str | None = None
+    # The online source kinds (a CSV path cannot come over HTTP); exchange ids are ccxt's.
+    source: str | None = Field(default=None, pattern=r"^(yahoo|exchange:[a-z0-9_]{2,32})$")
     since: date | None = None
     force: bool = False
 

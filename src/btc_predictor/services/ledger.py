@@ -145,3 +145,30 @@ def live_accuracy(
         {"horizon": h, "n": n, "mae": mae, "naive_mae": naive, "coverage": float(cov)}
         for h, n, mae, naive, cov in rows
     ]
+
+
+def live_window(engine: Engine, *, asset: str, end: date, days: int = 30) -> list[dict[str, Any]]:
+    """Per horizon and model kind over (end - days, end]: n, MAE, naive MAE, coverage."""
+    with read_session(engine) as session:
+        rows = session.execute(
+            select(
+                PredictionRow.horizon,
+                PredictionRow.model,
+                func.count(),
+                func.avg(PredictionRow.abs_error),
+                func.avg(PredictionRow.naive_abs_error),
+                func.avg(cast(PredictionRow.inside, Integer)),
+            )
+            .where(
+                PredictionRow.asset == asset,
+                PredictionRow.scored_at.is_not(None),
+                PredictionRow.target_date > end - timedelta(days=days),
+                PredictionRow.target_date <= end,
+            )
+            .group_by(PredictionRow.horizon, PredictionRow.model)
+            .order_by(PredictionRow.horizon, PredictionRow.model)
+        ).all()
+    return [
+        {"horizon": h, "model": m, "n": n, "mae": mae, "naive_mae": naive, "coverage": float(cov)}
+        for h, m, n, mae, naive, cov in rows
+    ]

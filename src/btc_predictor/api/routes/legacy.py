@@ -11,12 +11,14 @@ from typing import Annotated, Any
 
 import psutil
 from fastapi import APIRouter, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from btc_predictor import __version__, jobs
+from btc_predictor import __version__, jobs, telemetry
 from btc_predictor import model_store as store
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SettingsDep
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.api.hot import legacy_prediction, serve_forecast
 from btc_predictor.services.forecast import ForecastRequest
 from btc_predictor.services.ledger import live_accuracy
 from btc_predictor.sources.base import parse_asset
@@ -203,32 +205,13 @@ def _legacy_train(job: dict[str, Any]) -> dict[str, Any]:
 @router.get("/predict", response_model=s.LegacyPredictResponse, responses=s.errors_for(404, 409))
 async def predict(
     request: Request,
-    serving: ServingDep,
     now: NowDep,
     asset: AssetQuery = "BTC-USD",
     level: Annotated[int, Query(ge=50, le=99)] = 90,
 ) -> dict[str, Any]:
     """Next-day forecast with its interval (served from memory once computed)."""
     query = ForecastRequest(parse_asset(asset).symbol, 1, level)
-    forecast = serving.cached(query, now)
-    if forecast is None:  # first request for this state: compute off the event loop
-        forecast = await run_in_threadpool(serving.forecast, query, now)
-    request.app.state.stats.predictions += 1
-    point = forecast["points"][0]
-    return {
-        "current_date": now.date().isoformat(),
-        "next_day_prediction": point["value"],
-        "last_known_price": forecast["last_close"],
-        "asset": forecast["asset"],
-        "last_known_date": forecast["last_date"],
-        "target_date": point["target_date"],
-        "model_version": forecast["model_version"],
-        "lower": point["lower"],
-        "upper": point["upper"],
-        "level": forecast["level"],
-        "data_age_seconds": forecast["data_age_seconds"],
-        "stale": forecast["stale"],
-    }
+    return legacy_prediction(await serve_forecast(request, query, now), now)
 
 
 @router.get("/evaluate", response_model=s.EvaluateResponse, responses=s.errors_for(404))
@@ -307,26 +290,26 @@ def model_info(engine: EngineDep, asset: AssetQuery = "BTC-USD") -> dict[str, An
 
 
 @router.get("/monitoring", response_model=s.MonitoringResponse)
-def monitoring(request: Request, engine: EngineDep, now: NowDep) -> dict[str, Any]:
-    """This process's CPU, memory and request statistics."""
-    stats = request.app.state.stats
+def monitoring(settings: SettingsDep, engine: EngineDep, now: NowDep) -> dict[str, Any]:
+    """The service's CPU, memory and request figures (all its processes, from its metrics)."""
+    sums = telemetry.totals(telemetry.scrape_registry(settings.metrics_dir))
+    requests = sums.get("bitcoin_lstm_request_duration_seconds_count", 0.0)
+    seconds = sums.get("bitcoin_lstm_request_duration_seconds_sum", 0.0)
     row = _active(engine, "BTC-USD")
     return {
         "timestamp": now.isoformat(),
-        "cpu_usage_percent": _PROCESS.cpu_percent(None),
-        "memory_usage_mb": round(_PROCESS.memory_info().rss / 2**20, 2),
-        "total_requests": stats.requests,
-        "total_predictions": stats.predictions,
-        "average_response_time_ms": 1000 * stats.seconds / stats.requests
-        if stats.requests
-        else 0.0,
+        "cpu_usage_percent": sums.get("bitcoin_lstm_cpu_usage_percent", 0.0),
+        "memory_usage_mb": round(sums.get("bitcoin_lstm_memory_usage_bytes", 0.0) / 2**20, 2),
+        "total_requests": int(requests),
+        "total_predictions": int(sums.get("bitcoin_lstm_predictions_total", 0.0)),
+        "average_response_time_ms": 1000 * seconds / requests if requests else 0.0,
         "model_status": f"{row.model} v{row.id} active" if row else "no model trained",
     }
 
 
 @router.get("/metrics", response_class=Response, tags=["health"])
-def metrics() -> Response:
-    """Prometheus exposition."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request) -> Response:
+    """Prometheus exposition: every process of this server, plus forecast health."""
+    state = request.app.state
+    registry = telemetry.scrape_registry(state.settings.metrics_dir, state.health)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

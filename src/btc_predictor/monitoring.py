@@ -1,0 +1,228 @@
+"""Forecast health: the database-derived gauges of ``/metrics`` and the degradation rule.
+
+Every API replica reads the same database, so these gauges are built at scrape time from it
+(no per-process state to aggregate): model quality, prices, data age, the active forecast,
+live error against naive and interval coverage from the scored ledger, and the alert
+thresholds from settings. :func:`degradation` is the rule the worker uses to queue a retrain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+
+from btc_predictor import model_store as store
+from btc_predictor.config import Settings
+from btc_predictor.errors import BtcpError
+from btc_predictor.services import ledger
+from btc_predictor.services.forecast import ForecastRequest
+from btc_predictor.storage.db import read_session
+from btc_predictor.storage.tables import CandleRow
+from btc_predictor.telemetry import FORECAST_HORIZONS, HEALTH_METRICS
+
+log = logging.getLogger(__name__)
+LIVE_DAYS = 30  # the rolling window of live error and coverage
+ForecastFn = Callable[[ForecastRequest, datetime], dict[str, Any]]
+Sample = tuple[str, tuple[str, ...], float]  # (metric name, label values, value)
+
+
+def thresholds(settings: Settings) -> dict[str, float]:
+    """The alert thresholds users tune, as exported by ``bitcoin_lstm_alert_threshold``."""
+    return {
+        "live_error_margin": settings.alert_live_error_margin,
+        "coverage_min": settings.alert_coverage_min,
+        "coverage_max": settings.alert_coverage_max,
+        "min_scored_forecasts": float(settings.alert_min_scored),
+        "max_data_age_seconds": settings.max_data_age.total_seconds(),
+        "latency_p95_seconds": settings.alert_latency_p95.total_seconds(),
+        "error_ratio": settings.alert_error_ratio,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """One horizon's live record over the window: served model(s) vs naive."""
+
+    n: int
+    mae_by_model: dict[str, float]
+    naive_mae: float
+    coverage: float
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[int, Live]:
+    """Per-horizon live figures from :func:`ledger.live_window` rows (weighted by count)."""
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["horizon"], []).append(row)
+    result = {}
+    for horizon, group in grouped.items():
+        n = sum(r["n"] for r in group)
+        result[horizon] = Live(
+            n=n,
+            mae_by_model={r["model"]: r["mae"] for r in group},
+            naive_mae=sum(r["naive_mae"] * r["n"] for r in group) / n,
+            coverage=sum(r["coverage"] * r["n"] for r in group) / n,
+        )
+    return result
+
+
+def unhealthy(live: Live | None, settings: Settings) -> str | None:
+    """Why one day's next-day record is unhealthy (None: healthy or too few forecasts)."""
+    if live is None or live.n < settings.alert_min_scored:
+        return None
+    mae = sum(live.mae_by_model.values()) / len(live.mae_by_model)
+    if mae > live.naive_mae * (1 + settings.alert_live_error_margin):
+        return (
+            f"live MAE {mae:.2f} is worse than naive's {live.naive_mae:.2f} by more than "
+            f"{settings.alert_live_error_margin:.0%} over {LIVE_DAYS} days"
+        )
+    if not settings.alert_coverage_min <= live.coverage <= settings.alert_coverage_max:
+        return (
+            f"90% interval coverage {live.coverage:.1%} is outside "
+            f"{settings.alert_coverage_min:.0%}..{settings.alert_coverage_max:.0%}"
+        )
+    return None
+
+
+def degradation(settings: Settings, engine: Engine, asset: str, today: date) -> str | None:
+    """Why ``asset`` needs retraining: unhealthy on each of the last ``degraded_days`` days."""
+    reasons = []
+    for back in range(settings.degraded_days):
+        end = today - timedelta(days=back)
+        live = summarize(ledger.live_window(engine, asset=asset, end=end, days=LIVE_DAYS))
+        reason = unhealthy(live.get(1), settings)
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return f"{reasons[0]} (for {settings.degraded_days} days)"
+
+
+class HealthCollector(Collector):
+    """Builds the forecast-health gauges from the database (cached for ``ttl`` seconds)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        forecast: ForecastFn,
+        clock: Callable[[], datetime],
+        ttl: float = 5.0,
+    ) -> None:
+        self.settings, self.engine, self.forecast, self.clock = settings, engine, forecast, clock
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Sample]] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        """One gauge family per HEALTH_METRICS name (thresholds even when the DB is down)."""
+        families = {
+            name: GaugeMetricFamily(name, help_text, labels=list(labels))
+            for name, (help_text, labels) in HEALTH_METRICS.items()
+        }
+        for name, labels, value in self._samples():
+            families[name].add_metric(list(labels), value)
+        return list(families.values())
+
+    def _samples(self) -> list[Sample]:
+        """The samples, recomputed at most every ``ttl`` seconds."""
+        with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.ttl:
+                return self._cached[1]
+            samples: list[Sample] = [
+                ("bitcoin_lstm_alert_threshold", (name,), value)
+                for name, value in thresholds(self.settings).items()
+            ]
+            try:
+                samples += self._database_samples(self.clock())
+            except Exception:  # a scrape must still answer while the database is down
+                log.exception("forecast-health metrics unavailable")
+            self._cached = (time.monotonic(), samples)
+            return samples
+
+    def _database_samples(self, now: datetime) -> list[Sample]:
+        """Samples for every asset with stored candles."""
+        with read_session(self.engine) as session:
+            newest = session.execute(
+                select(CandleRow.asset, func.max(CandleRow.ts)).group_by(CandleRow.asset)
+            ).all()
+            samples: list[Sample] = []
+            for asset, last_ts in newest:
+                close = session.scalar(
+                    select(CandleRow.close).where(CandleRow.asset == asset, CandleRow.ts == last_ts)
+                )
+                age = max((now - (last_ts + timedelta(days=1))).total_seconds(), 0.0)
+                samples += [
+                    ("bitcoin_lstm_last_price", (asset,), float(close or 0.0)),
+                    ("bitcoin_lstm_data_age_seconds", (asset,), age),
+                ]
+                samples += _model_samples(session, asset)
+        for asset, _ in newest:
+            samples += self._forecast_samples(asset, now)
+            samples += _live_samples(self.engine, asset, now.date())
+        return samples
+
+    def _forecast_samples(self, asset: str, now: datetime) -> list[Sample]:
+        """Point and 90% bounds of the active forecast (none without an active model)."""
+        try:
+            payload = self.forecast(ForecastRequest(asset, max(FORECAST_HORIZONS), 90), now)
+        except BtcpError:
+            return []
+        samples: list[Sample] = []
+        for point in payload["points"]:
+            if point["horizon"] in FORECAST_HORIZONS:
+                labels = (asset, str(point["horizon"]))
+                samples += [
+                    ("bitcoin_lstm_forecast", (*labels, "point"), point["value"]),
+                    ("bitcoin_lstm_forecast", (*labels, "lower"), point["lower"]),
+                    ("bitcoin_lstm_forecast", (*labels, "upper"), point["upper"]),
+                ]
+        return samples
+
+
+def _model_samples(session: Any, asset: str) -> list[Sample]:
+    """Holdout MASE and R² of the newest version of each kind, and the active version."""
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for row in store.list_versions(session=session, asset=asset):
+        if row.model in seen:
+            continue
+        seen.add(row.model)
+        metrics = row.summary.get("metrics", {})
+        pairs = (("bitcoin_lstm_model_mase", "mase"), ("bitcoin_lstm_model_r2_score", "r2"))
+        for name, key in pairs:
+            if metrics.get(key) is not None:
+                samples.append((name, (asset, row.model), float(metrics[key])))
+    active = store.active_version_id(session=session, asset=asset)
+    if active is not None:
+        row = store.get_version(session=session, version_id=active)
+        samples.append(("bitcoin_lstm_model_info", (asset, row.model, str(row.id)), 1.0))
+    return samples
+
+
+def _live_samples(engine: Engine, asset: str, today: date) -> list[Sample]:
+    """Live error (served models and naive), coverage and counts per horizon."""
+    samples: list[Sample] = []
+    rows = ledger.live_window(engine, asset=asset, end=today, days=LIVE_DAYS)
+    for horizon, live in summarize(rows).items():
+        h = str(horizon)
+        for model, mae in live.mae_by_model.items():
+            if model == "naive":  # an active naive model is the reference series itself
+                continue
+            samples.append(("bitcoin_lstm_live_abs_error", (asset, h, model), mae))
+        samples += [
+            ("bitcoin_lstm_live_abs_error", (asset, h, "naive"), live.naive_mae),
+            ("bitcoin_lstm_live_interval_coverage", (asset, h), live.coverage),
+            ("bitcoin_lstm_live_scored_forecasts", (asset, h), float(live.n)),
+        ]
+    return samples

@@ -1,0 +1,62 @@
+"""The hot read paths answer exactly like their FastAPI declarations (the documented contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from btc_predictor.api.app import create_app
+from btc_predictor.config import Settings
+from tests.conftest import NOW
+
+QUERIES = [
+    "/predict",
+    "/predict?asset=btc-usd&level=80",
+    "/predict?asset=BTC/USD",
+    "/predict?level=49",
+    "/predict?level=abc",
+    "/predict?level=90.5",
+    "/predict?asset=ETH-USD",
+    "/predict?asset=not-an-asset-at-all",
+    "/predict?asset=",
+    "/predict?unknown=1",
+    "/api/v1/forecast",
+    "/api/v1/forecast?horizon=1&level=95",
+    "/api/v1/forecast?horizon=30",
+    "/api/v1/forecast?horizon=31",
+    "/api/v1/forecast?horizon=0",
+    "/api/v1/forecast?horizon=x&level=y",
+    "/api/v1/forecast?model=drift&horizon=3",
+    "/api/v1/forecast?model=gru",
+    "/api/v1/forecast?model=nope",
+    "/api/v1/forecast?asset=DOGE-USD",
+]
+
+
+@pytest.fixture
+def pair(installed: Settings) -> Iterator[tuple[TestClient, TestClient]]:
+    """The app as served (hot routes first) and the app with only the FastAPI routes."""
+    hot = TestClient(create_app(installed, clock=lambda: NOW))
+    plain = TestClient(create_app(installed, clock=lambda: NOW, hot_paths=False))
+    with hot, plain:
+        yield hot, plain
+
+
+@pytest.mark.parametrize("url", QUERIES)
+def test_hot_route_equals_its_declaration(pair: tuple[TestClient, TestClient], url: str) -> None:
+    hot, plain = pair
+    fast, reference = hot.get(url), plain.get(url)
+    assert fast.status_code == reference.status_code, fast.text
+    assert fast.json() == reference.json()
+    assert fast.headers["content-type"] == reference.headers["content-type"]
+
+
+def test_hot_routes_are_the_ones_serving(installed: Settings) -> None:
+    app = create_app(installed, clock=lambda: NOW)
+    served = [getattr(route, "path", None) for route in app.router.routes]
+    # Ahead of every included router (no path of its own), so FastAPI's matching never runs.
+    first_router = served.index(None)
+    assert served.index("/predict") < first_router
+    assert served.index("/api/v1/forecast") < first_router

@@ -128,7 +128,7 @@ def test_retrain_runs_every_period_through_the_promotion_rule(settings: Settings
     week = settings.retrain_every
     assert not [j for j in enqueue_due(trained, settings, now=NOW + week - timedelta(seconds=1)) if jobs.get_job(trained, j)["kind"] == "retrain"]
     retrained = [j for j in enqueue_due(trained, settings, now=NOW + week) if jobs.get_job(trained, j)["kind"] == "retrain"]
-    assert kinds(trained, retrained) == [("retrain", {"asset": "BTC-USD", "model": "lstm", "reason": "scheduled retrain (every 7d)"})]
+    assert kinds(trained, retrained) == [("retrain", {"asset": "BTC-USD", "model": "lstm", "reason": "scheduled retrain (every 7d)", "trigger": "schedule"})]
     assert jobs.get_job(trained, retrained[0])["params"].get("promote") is None  # retrain = promote auto
     settle(trained)
     assert [s["next_run_at"] for s in list_schedules(trained, settings, now=NOW) if s["name"] == "retrain"] == [(NOW + 2 * week).isoformat()]
@@ -152,10 +152,10 @@ def test_two_workers_ticking_at_once_enqueue_once(settings: Settings, trained: E
 
 def test_list_schedules_before_and_after_a_run(settings: Settings, engine: Engine) -> None:
     planned = list_schedules(engine, settings, now=NOW)
-    assert [s["name"] for s in planned] == ["bootstrap", "refresh", "retrain"]
+    assert [s["name"] for s in planned] == ["bootstrap", "refresh", "health", "retrain"]
     assert all(s.keys() == SCHEDULE_KEYS and s["last_run_at"] is None and s["last_job_id"] is None for s in planned)
-    assert [s["every"] for s in planned] == ["at worker start", "daily at 00:05 UTC", "every 7d"]
-    assert [s["next_run_at"] for s in planned] == [NOW.isoformat(), NOW.isoformat(), (NOW + 7 * DAY).isoformat()]
+    assert [s["every"] for s in planned] == ["at worker start", "daily at 00:05 UTC", "every 1h", "every 7d"]
+    assert [s["next_run_at"] for s in planned] == [NOW.isoformat(), NOW.isoformat(), NOW.isoformat(), (NOW + 7 * DAY).isoformat()]
     queued = enqueue_due(engine, settings, now=NOW, starting=True)
     after = {s["name"]: s for s in list_schedules(engine, settings, now=NOW + timedelta(hours=1))}
     assert after["bootstrap"]["last_job_id"] == queued[-1] and after["bootstrap"]["next_run_at"] is None

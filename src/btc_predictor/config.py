@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
     source_timeout: Duration = timedelta(seconds=20)
     source_retries: int = Field(default=4, ge=0, le=10)
+    # Yahoo's chart API, or a mirror/proxy of it.
+    yahoo_url: str = "https://query1.finance.yahoo.com"
     # API
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -40,6 +40,7 @@ PARAMS: dict[str, dict[str, str]] = {
         "seed": "count",
         "epochs": "positive",
         "reason": "text",
+        "trigger": "text",  # "schedule", "health" (degraded live forecasts) or absent: by hand
     },
     "backtest": {
         "asset": "asset",

@@ -10,6 +10,10 @@ never runs a schedule twice and any process (the API) can list them.
 - ``retrain``: a ``retrain`` job of the default model per tracked asset every
   ``retrain_every`` (the first one a full period after the first start); the promotion rule
   decides whether the new version becomes active.
+- ``health``: every hour, per tracked asset, :func:`monitoring.degradation` (live error worse
+  than naive's by the margin, or coverage outside its band, on each of the last
+  ``degraded_days`` days) queues a ``retrain`` that records why, at most one per asset per
+  ``retrain_cooldown``; the promotion rule still decides whether the new version serves.
 - ``bootstrap``: at every worker start, for each tracked asset without an active model: with
   no stored data, an ingest job (the first-run ingest, BOOTSTRAP_CSV aware) that queues the
   default model's training when it succeeds (chained, so training never starts before its
@@ -33,19 +37,24 @@ from btc_predictor import model_store as store
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobRunningError
 from btc_predictor.jobs import submit
+from btc_predictor.monitoring import degradation
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
-from btc_predictor.storage.tables import ScheduleRow
+from btc_predictor.storage.tables import JobRow, ScheduleRow
+from btc_predictor.telemetry import RETRAINS_TRIGGERED_TOTAL
 
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 # Bootstrap first: its ingest must take an asset's ingest slot before refresh's online one.
-SCHEDULES = ("bootstrap", "refresh", "retrain")
+SCHEDULES = ("bootstrap", "refresh", "health", "retrain")
+HEALTH_EVERY = timedelta(hours=1)
 DESCRIPTIONS = {
     "bootstrap": "first run: ingest data and train the default model for tracked assets "
     "that have no active model",
     "refresh": "ingest the day that just closed for every tracked asset",
+    "health": "retrain an asset whose live forecasts degraded (vs naive, or interval "
+    "coverage) for several days; at most once per cooldown",
     "retrain": "retrain the default model of every tracked asset (promoted only if better)",
 }
 
@@ -60,6 +69,8 @@ def next_run(name: str, now: datetime, settings: Settings) -> datetime | None:
         return candidate
     if name == "retrain":
         return now + settings.retrain_every
+    if name == "health":
+        return now + HEALTH_EVERY
     if name == "bootstrap":
         return None
     raise InvalidInputError(f"unknown schedule `{name}` (use one of: {', '.join(SCHEDULES)})")
@@ -146,11 +157,42 @@ def _refresh(engine: Engine, settings: Settings, now: datetime) -> list[str]:
 def _retrain(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """A retrain job of the default model per tracked asset."""
     reason = f"scheduled retrain (every {_duration(settings.retrain_every)})"
+    params = {"reason": reason, "trigger": "schedule"}
     return [
         job_id
         for asset in settings.assets
-        for job_id in _submit(engine, settings, "retrain", {"asset": asset, "reason": reason}, now)
+        for job_id in _submit(engine, settings, "retrain", {"asset": asset, **params}, now)
     ]
+
+
+def _health(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """A retrain per tracked asset whose live forecasts degraded (outside its cooldown)."""
+    job_ids: list[str] = []
+    for asset in settings.assets:
+        reason = degradation(settings, engine, asset, now.date())
+        if reason is None or _recent_health_retrain(engine, asset, now - settings.retrain_cooldown):
+            continue
+        params = {"asset": asset, "reason": reason, "trigger": "health"}
+        queued = _submit(engine, settings, "retrain", params, now)
+        if queued:
+            RETRAINS_TRIGGERED_TOTAL.labels(asset, _reason_kind(reason)).inc()
+            log.warning("queued retrain %s of %s: %s", queued[0], asset, reason)
+        job_ids += queued
+    return job_ids
+
+
+def _recent_health_retrain(engine: Engine, asset: str, since: datetime) -> bool:
+    """Whether a health-triggered retrain of ``asset`` was queued since ``since``."""
+    with read_session(engine) as session:
+        params = session.scalars(
+            select(JobRow.params).where(JobRow.kind == "retrain", JobRow.created_at >= since)
+        ).all()
+    return any(p.get("asset") == asset and p.get("trigger") == "health" for p in params)
+
+
+def _reason_kind(reason: str) -> str:
+    """The metric label of a degradation reason."""
+    return "coverage" if "coverage" in reason else "live_error"
 
 
 def _bootstrap(engine: Engine, settings: Settings, now: datetime) -> list[str]:
@@ -172,6 +214,7 @@ def _bootstrap(engine: Engine, settings: Settings, now: datetime) -> list[str]:
 _ACTIONS: dict[str, Callable[[Engine, Settings, datetime], list[str]]] = {
     "bootstrap": _bootstrap,
     "refresh": _refresh,
+    "health": _health,
     "retrain": _retrain,
 }
 
@@ -206,6 +249,8 @@ def _every(name: str, settings: Settings) -> str:
         return f"daily at {minutes // 60:02d}:{minutes % 60:02d} UTC"
     if name == "retrain":
         return f"every {_duration(settings.retrain_every)}"
+    if name == "health":
+        return f"every {_duration(HEALTH_EVERY)}"
     return "at worker start"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from btc_predictor import telemetry
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, DataSourceError, InvalidInputError, JobRunningError
 from btc_predictor.forecasting.base import ProgressFn
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Progress = Callable[[float, str], None]  # (fraction of the job done 0..1, status line)
 
+USAGE_INTERVAL = 5.0  # seconds between updates of the CPU and memory gauges
 MIN_WRITE_INTERVAL = 0.5  # seconds between progress writes: at most 2 per second per job
 LEDGER_MODULE = "btc_predictor.services.ledger"
 
@@ -200,6 +202,9 @@ def run_train(ctx: JobContext, params: dict[str, Any], progress: Progress) -> di
     report = train(
         ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
     )
+    telemetry.TRAINING_DURATION.labels(report["asset"], report["model"]).observe(
+        report["training_duration"]
+    )
     # The calibration residuals (~30 × 600 floats) live in the version's meta.json already.
     return {key: value for key, value in report.items() if key != "calibration"}
 
@@ -334,6 +339,7 @@ class Worker:
         self._stop = threading.Event()
         self._starting = True
         self._next_recovery = -math.inf
+        self._usage, self._next_usage = telemetry.ProcessUsage(), -math.inf
 
     def run_once(self) -> bool:
         """Claim the oldest queued job and run it to an end state; False when none is queued."""
@@ -347,6 +353,9 @@ class Worker:
         """Recover orphans when due, enqueue due schedules, then run at most one job."""
         if time.monotonic() >= self._next_recovery:
             self.recover_orphans()
+        if time.monotonic() >= self._next_usage:
+            self._usage.update()
+            self._next_usage = time.monotonic() + USAGE_INTERVAL
         enqueue_due(self.engine, self.settings, now=self._clock(), starting=self._starting)
         self._starting = False
         return self.run_once()
@@ -462,7 +471,9 @@ def run_worker(
         upgrade(engine)
         worker = Worker(settings, engine, clock=utcnow)
         worker.recover_orphans()
-        server = SideServer(worker.worker_id, port=settings.worker_port, host=host)
+        server = SideServer(
+            worker.worker_id, port=settings.worker_port, host=host, metrics_dir=settings.metrics_dir
+        )
         log.info(
             "worker %s ready; health and metrics on %s:%d", worker.worker_id, host, server.port
         )
@@ -471,6 +482,7 @@ def run_worker(
                 worker.run_forever(stop)
         finally:
             server.close()
+            telemetry.process_exited(settings.metrics_dir)
         log.info("worker %s stopped", worker.worker_id)
     finally:
         engine.dispose()

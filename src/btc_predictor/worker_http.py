@@ -6,15 +6,17 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
+
+from btc_predictor.telemetry import scrape_registry
 
 log = logging.getLogger(__name__)
 
 
-def _side_handler(worker_id: str) -> type[BaseHTTPRequestHandler]:
+def _side_handler(worker_id: str, metrics_dir: Path | None) -> type[BaseHTTPRequestHandler]:
     """The request handler class of the worker's side server."""
 
     class SideHandler(BaseHTTPRequestHandler):
@@ -28,7 +30,7 @@ def _side_handler(worker_id: str) -> type[BaseHTTPRequestHandler]:
                 self._send(200, "application/json", body)
             elif path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, content_type, encoder(REGISTRY))
+                self._send(200, content_type, encoder(scrape_registry(metrics_dir)))
             else:
                 body = json.dumps({"detail": f"no route {path}", "code": "not_found"}).encode()
                 self._send(404, "application/json", body)
@@ -51,8 +53,16 @@ def _side_handler(worker_id: str) -> type[BaseHTTPRequestHandler]:
 class SideServer:
     """The worker's HTTP side server on a daemon thread; ``port`` is the bound port."""
 
-    def __init__(self, worker_id: str, *, port: int, host: str = "127.0.0.1") -> None:
-        self._server = ThreadingHTTPServer((host, port), _side_handler(worker_id))
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        metrics_dir: Path | None = None,
+    ) -> None:
+        handler = _side_handler(worker_id, metrics_dir)
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="worker-http", daemon=True

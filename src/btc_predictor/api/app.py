@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from btc_predictor import __version__, errors, telemetry
 from btc_predictor.api.auth import resolve_api_key
 from btc_predictor.api.hot import hot_routes
+from btc_predictor.api.routing import route_templates
 from btc_predictor.api.state import ServingState
 from btc_predictor.config import Settings
 from btc_predictor.monitoring import HealthCollector
@@ -104,6 +105,7 @@ def create_app(
     )
     app.state.settings, app.state.engine, app.state.api_key = settings, db, api_key
     app.state.clock = clock
+    app.state.route_templates = {}  # filled once every route is in (the metrics' labels)
     app.state.serving = ServingState(settings, db)
     app.state.health = HealthCollector(
         settings, db, forecast=app.state.serving.forecast, clock=clock
@@ -113,6 +115,7 @@ def create_app(
     if hot_paths:
         app.router.routes.extend(hot_routes())
     _include_routes(app)
+    app.state.route_templates.update(route_templates(app.routes))
     _document_limits(app, settings)
     return app
 
@@ -209,7 +212,12 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(Envelope, metrics=telemetry.RequestMetrics(), cap=settings.max_body_bytes)
+    app.add_middleware(
+        Envelope,
+        metrics=telemetry.RequestMetrics(),
+        cap=settings.max_body_bytes,
+        templates=app.state.route_templates,
+    )
 
 
 class Envelope:
@@ -219,8 +227,15 @@ class Envelope:
     an extra task and stream, which was the largest cost measured on the /predict hot path.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: telemetry.RequestMetrics, cap: int) -> None:
-        self.app, self.metrics, self.cap = app, metrics, cap
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: telemetry.RequestMetrics,
+        cap: int,
+        templates: dict[int, str],
+    ) -> None:
+        self.app, self.metrics, self.cap, self.templates = app, metrics, cap, templates
         # Ids are a random per-process prefix and a counter: unique without a urandom call
         # per request (uuid4 was ~8 µs of a ~50 µs request).
         self._prefix, self._serial = uuid.uuid4().hex[:16], itertools.count(1)
@@ -260,7 +275,9 @@ class Envelope:
     def _log(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         """Count the request (by route template) and write its access line."""
         method, path = scope["method"], scope["path"]
-        self.metrics.observe(method, getattr(scope.get("route"), "path", None), status, elapsed)
+        route = scope.get("route")
+        endpoint = self.templates.get(id(route)) or getattr(route, "path", None)
+        self.metrics.observe(method, endpoint, status, elapsed)
         if not log.isEnabledFor(logging.INFO):
             return
         ms = round(elapsed * 1000, 2)

@@ -7,8 +7,20 @@ are here, and their traffic is not counted as ``unmatched``.
 
 from __future__ import annotations
 
-from starlette.routing import Match, Mount, Route
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
+
+
+def route_templates(routes: list[BaseRoute]) -> dict[int, str]:
+    """``id(route)`` -> its full path template, also for routes of included routers (whose
+    own ``path`` lacks the prefix they were included under)."""
+    templates = {}
+    for context in iter_route_contexts(routes):
+        template = context.path_format or context.path
+        if template:
+            templates[id(context.original_route)] = template
+    return templates
 
 
 class LabelledRoute(Route):

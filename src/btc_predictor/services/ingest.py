@@ -28,6 +28,7 @@ from btc_predictor.sources.validate import MAX_EXAMPLES, find_gaps, validate_can
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import IngestRunRow
+from btc_predictor.telemetry import INGEST_ROWS_TOTAL, SOURCE_ERRORS_TOTAL
 
 log = logging.getLogger(__name__)
 SourceFactory = Callable[[str], CandleSource]
@@ -113,6 +114,7 @@ def ingest(
         except DataSourceError as exc:
             log.warning("source %s failed for %s: %s", spec, asset, exc.reason)
             report.failed_sources[spec] = exc.reason
+            SOURCE_ERRORS_TOTAL.labels(spec).inc()
             continue
         return _store(engine, request, report, fetched, owner, last, now)
     _record_failure(engine, specs, report, now)
@@ -181,7 +183,17 @@ def _store(
         report.run_id = repo.record_ingest_run(
             session=session, run=_run_row(report, _requested(request), "ok", now)
         )
+    _count_rows(report)
     return report
+
+
+def _count_rows(report: IngestReport) -> None:
+    """Add a committed ingest's rows to ``bitcoin_lstm_ingest_rows_total``."""
+    source = report.source or "unknown"
+    for result in ("inserted", "updated", "unchanged", "rejected"):
+        rows = getattr(report, result)
+        if rows:
+            INGEST_ROWS_TOTAL.labels(report.asset, source, result).inc(rows)
 
 
 def _apply_ownership(

@@ -32,7 +32,9 @@ def make_source(spec: str, settings: Settings, *, path: Path | None = None) -> C
     if name == "yahoo":
         from btc_predictor.sources.yahoo import YahooSource
 
-        return YahooSource(timeout=timeout, retries=settings.source_retries)
+        return YahooSource(
+            timeout=timeout, retries=settings.source_retries, base_url=settings.yahoo_url
+        )
     from btc_predictor.sources.exchange import ExchangeSource
 
     return ExchangeSource(name.split(":", 1)[1], timeout=timeout, retries=settings.source_retries)

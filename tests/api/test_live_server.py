@@ -3,68 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from btc_predictor.config import Settings
 from tests.api.conftest import API_KEY
+from tests.api.live import live
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def live(installed: Settings, tmp_path: Path) -> Iterator[str]:
-    """``serve`` in a subprocess (its own process group), ready on a free port."""
-    port, worker_port = free_port(), free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BTCP_DATA_DIR": str(installed.data_dir),
-        "BTCP_API_KEY": API_KEY, "BTCP_WORKER_PORT": str(worker_port), "BTCP_TRAIN_EPOCHS": "3",
-        "BTCP_SOURCES": "yahoo", "BTCP_WORKER_POLL": "0.2s",
-    }
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "btc_predictor", "serve", "--port", str(port)],
-        env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server, tmp_path / "serve.log")
-        yield url
-    finally:
-        log.close()
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"serve exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("serve was not ready within 30 s")
+__all__ = ["live"]  # a fixture: imported so pytest finds it in this module
 
 
 def test_the_original_readme_example_works_with_only_the_auth_header(live: str, capsys: pytest.CaptureFixture[str]) -> None:

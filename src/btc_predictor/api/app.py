@@ -294,7 +294,8 @@ class Envelope:
 
 def _include_routes(app: FastAPI) -> None:
     """Every router, in one list."""
-    from btc_predictor.api.routes import legacy, v1
+    from btc_predictor.api.routes import legacy, ui, v1
 
     app.include_router(legacy.router)
     app.include_router(v1.router, prefix="/api/v1")
+    ui.mount(app)

@@ -478,6 +478,7 @@ def serve(
 
     def body() -> None:
         import shutil
+        import signal
         import subprocess
 
         import uvicorn
@@ -491,6 +492,9 @@ def serve(
         worker = None
         if settings.embedded_worker:
             worker = subprocess.Popen([sys.executable, "-m", "btc_predictor", "worker"])
+        # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
+        # handler that would kill this process before `finally` stops the job worker.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         try:
             uvicorn.run(
                 "btc_predictor.api.app:app_from_environment",
@@ -509,6 +513,11 @@ def serve(
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 
     _run(body)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    """SIGTERM after uvicorn's graceful shutdown: leave through the ``finally`` blocks."""
+    raise SystemExit(0)
 
 
 def _metrics_dir(settings: Settings) -> Path:

@@ -169,6 +169,9 @@ def _health(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """A retrain per tracked asset whose live forecasts degraded (outside its cooldown)."""
     job_ids: list[str] = []
     for asset in settings.assets:
+        with read_session(engine) as session:
+            if store.active_version_id(session=session, asset=asset) is None:
+                continue  # nothing serves yet: bootstrap's training, not a retrain, is due
         reason = degradation(settings, engine, asset, now.date())
         if reason is None or _recent_health_retrain(engine, asset, now - settings.retrain_cooldown):
             continue

@@ -190,3 +190,17 @@ def totals(registry: CollectorRegistry) -> dict[str, float]:
         for sample in family.samples:
             sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
     return sums
+
+
+def initialize_worker_series(
+    assets: Iterable[str], sources: Iterable[str], job_kinds: Iterable[str]
+) -> None:
+    """Export zeros for the worker's known label sets, so "none yet" reads 0, not absent."""
+    for kind in job_kinds:
+        for status in ("succeeded", "failed", "cancelled"):
+            JOBS_TOTAL.labels(kind, status)
+    for source in sources:
+        SOURCE_ERRORS_TOTAL.labels(source)
+    for asset in assets:
+        for reason in ("live_error", "coverage"):
+            RETRAINS_TRIGGERED_TOTAL.labels(asset, reason)

@@ -470,6 +470,7 @@ def run_worker(
     try:
         upgrade(engine)
         worker = Worker(settings, engine, clock=utcnow)
+        telemetry.initialize_worker_series(settings.assets, settings.sources, HANDLERS)
         worker.recover_orphans()
         server = SideServer(
             worker.worker_id, port=settings.worker_port, host=host, metrics_dir=settings.metrics_dir

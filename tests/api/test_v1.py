@@ -50,11 +50,15 @@ def test_models_promote_and_rollback(client: TestClient, installed) -> None:
     models = client.get("/api/v1/models").json()
     assert [(m["model"], m["active"]) for m in models] == [("naive", False), ("drift", True)]
     assert client.post(f"/api/v1/models/{naive}/promote").status_code == 401
+    assert client.get("/predict").json()["model_version"] != naive  # cached: the old version
     promoted = client.post(f"/api/v1/models/{naive}/promote", headers=AUTH).json()
     assert promoted["active"] and promoted["model"] == "naive"
+    # The process that promoted serves the new version from the very next request.
+    assert client.get("/predict").json()["model_version"] == naive
     assert client.get(f"/api/v1/models/{naive}").json()["promotions"][0]["reason"] == "promoted by hand (api)"
     back = client.post("/api/v1/models/BTC-USD/rollback", headers=AUTH).json()
     assert back["model"] == "drift"
+    assert client.get("/predict").json()["model_version"] == back["id"]
     again = client.post("/api/v1/models/BTC-USD/rollback", headers=AUTH)
     assert again.status_code == 409 and again.json()["code"] == "no_model"
     assert client.get("/api/v1/models/999").json()["code"] == "model_not_found"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SettingsDep
 from btc_predictor.services import models as versions
 
 router = APIRouter(tags=["models"])
@@ -59,9 +59,13 @@ def show_model(engine: EngineDep, version_id: VersionId) -> dict[str, Any]:
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
 )
-def promote(engine: EngineDep, now: NowDep, version_id: VersionId) -> dict[str, Any]:
-    """Activate a version for its asset."""
-    return versions.promote_model(engine, version_id, now=now, reason="promoted by hand (api)")
+def promote(
+    engine: EngineDep, serving: ServingDep, now: NowDep, version_id: VersionId
+) -> dict[str, Any]:
+    """Activate a version for its asset (this process serves it from the next request)."""
+    result = versions.promote_model(engine, version_id, now=now, reason="promoted by hand (api)")
+    serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL
+    return result
 
 
 @router.post(
@@ -71,7 +75,12 @@ def promote(engine: EngineDep, now: NowDep, version_id: VersionId) -> dict[str, 
     responses=s.errors_for(401, 404, 409),
 )
 def rollback(
-    engine: EngineDep, now: NowDep, asset: Annotated[str, Path(pattern=s.ASSET_PATTERN)]
+    engine: EngineDep,
+    serving: ServingDep,
+    now: NowDep,
+    asset: Annotated[str, Path(pattern=s.ASSET_PATTERN)],
 ) -> dict[str, Any]:
     """Reactivate the previously promoted version (409 when there is none)."""
-    return versions.rollback_model(engine, asset, now=now)
+    result = versions.rollback_model(engine, asset, now=now)
+    serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL
+    return result

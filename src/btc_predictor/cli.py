@@ -477,6 +477,7 @@ def serve(
     """Serve the API (and, with BTCP_EMBEDDED_WORKER=true, one job-worker subprocess)."""
 
     def body() -> None:
+        import os
         import shutil
         import signal
         import subprocess
@@ -491,7 +492,12 @@ def serve(
         metrics_dir = _metrics_dir(settings)
         worker = None
         if settings.embedded_worker:
-            worker = subprocess.Popen([sys.executable, "-m", "btc_predictor", "worker"])
+            # Lower CPU priority: its start-up and trainings must not slow the API's answers
+            # (on a 2-core machine they compete for the same cores).
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "btc_predictor", "worker"],
+                preexec_fn=lambda: os.nice(10),  # runs before any thread of ours exists
+            )
         # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
         # handler that would kill this process before `finally` stops the job worker.
         signal.signal(signal.SIGTERM, _exit_cleanly)

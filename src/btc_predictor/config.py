@@ -11,19 +11,19 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: object) -> timedelta:
-    """Parse ``90``, ``45m``, ``6h``, ``2d`` or ``1w`` into a timedelta."""
+    """Parse ``250ms``, ``90``, ``45m``, ``6h``, ``2d`` or ``1w`` into a timedelta."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float):
         return timedelta(seconds=float(value))
     match = _DURATION.match(str(value).lower())
     if not match:
-        raise ValueError(f"`{value}` is not a duration (use e.g. 90s, 45m, 6h, 2d, 1w)")
+        raise ValueError(f"`{value}` is not a duration (use e.g. 250ms, 90s, 45m, 6h, 2d, 1w)")
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 

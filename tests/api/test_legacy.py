@@ -80,6 +80,15 @@ def test_request_ids_and_body_cap(client: TestClient) -> None:
     big = client.post("/api/v1/train", content=b"x" * 70_000, headers={**AUTH, "Content-Type": "application/json"})
     assert big.status_code == 413 and big.json()["code"] == "too_large"
 
+    def chunks():  # no Content-Length: the cap must hold while the body streams in
+        for _ in range(10):
+            yield b" " * 10_000
+
+    chunked = client.post("/api/v1/train", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert "content-length" not in {k.lower() for k in chunked.request.headers}
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.json()["code"] == "too_large"
+
 
 def test_documented_model_names_are_the_registry() -> None:
     from typing import get_args

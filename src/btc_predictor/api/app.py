@@ -269,8 +269,23 @@ class Envelope:
             body = error_body(f"request body over {self.cap} bytes", "too_large")
             await JSONResponse(body, status_code=413)(scope, receive, tagged)
         else:
-            await self.app(scope, receive, tagged)
+            await self.app(scope, self._capped(receive), tagged)
         self._log(scope, status, time.perf_counter() - started, request_id)
+
+    def _capped(self, receive: Receive) -> Receive:
+        """``receive`` that stops a body growing past the cap while it streams in (chunked
+        bodies declare no length); the error handlers turn that into the JSON 413."""
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.cap:
+                raise StarletteHTTPException(413, f"request body over {self.cap} bytes")
+            return message
+
+        return capped
 
     def _log(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         """Count the request (by route template) and write its access line."""

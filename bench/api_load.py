@@ -70,96 +70,17 @@ import gc
 import logging
 import os
 import time
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.routing import Route
+from fastapi import FastAPI
 
 from btc_predictor.api import app as api
-from btc_predictor.api import deps
-from btc_predictor.services.forecast import ForecastRequest
-from btc_predictor.sources.base import parse_asset
+from btc_predictor.api.routing import LabelledRoute
 
 FLAGS = set(os.environ.get("BENCH_ABLATE", "").split(","))
 log = logging.getLogger("btc_predictor.api")
 GC = {"pid": os.getpid(), "collections": 0, "gen2": 0, "max_ms": 0.0, "total_ms": 0.0}
 _gc_started = [0.0]
-
-
-def settings(request: Request) -> Any:
-    return request.app.state.settings
-
-
-def engine(request: Request) -> Any:
-    return request.app.state.engine
-
-
-def serving(request: Request) -> Any:
-    return request.app.state.serving
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def sync_dependencies() -> None:
-    # api/deps.py before c31eef0: plain `def`, each run in the threadpool (patched before
-    # the routes import the aliases)
-    deps.SettingsDep = Annotated[Any, Depends(settings)]
-    deps.EngineDep = Annotated[Any, Depends(engine)]
-    deps.ServingDep = Annotated[Any, Depends(serving)]
-    deps.NowDep = Annotated[datetime, Depends(now)]
-
-
-async def base_envelope(request: Request, call_next: Any) -> Any:
-    # api/app.py's envelope before c31eef0: an @app.middleware("http") (BaseHTTPMiddleware)
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    started = time.perf_counter()
-    length, cap = request.headers.get("content-length"), request.app.state.settings.max_body_bytes
-    if length is not None and (not length.isdigit() or int(length) > cap):
-        response = JSONResponse(api.error_body("too large", "too_large"), status_code=413)
-    else:
-        response = await call_next(request)
-    elapsed = time.perf_counter() - started
-    request.app.state.stats.add(elapsed)
-    response.headers["X-Request-ID"] = request_id
-    fields = {"request_id": request_id, "method": request.method, "path": request.url.path}
-    fields |= {"status": response.status_code, "ms": round(elapsed * 1000, 2)}
-    log.info("%s %s %s %.1fms id=%s", request.method, request.url.path, response.status_code,
-             elapsed * 1000, request_id, extra={"fields": fields})
-    return response
-
-
-def strip_envelope(app: FastAPI) -> None:
-    envelopes = {BaseHTTPMiddleware, getattr(api, "Envelope", BaseHTTPMiddleware)}
-    app.user_middleware = [m for m in app.user_middleware if m.cls not in envelopes]
-
-
-async def lean_predict(request: Request) -> Response:
-    # a sketch, not the product: /predict as a plain Starlette route at the app root (no
-    # dependency injection, no response_model validation), the same body via orjson
-    params, now = request.query_params, datetime.now(UTC)
-    level = int(params.get("level", "90"))
-    query = ForecastRequest(parse_asset(params.get("asset", "BTC-USD")).symbol, 1, level)
-    serving = request.app.state.serving
-    forecast = serving.cached(query, now) or await run_in_threadpool(serving.forecast, query, now)
-    request.app.state.stats.predictions += 1
-    point = forecast["points"][0]
-    body = {
-        "current_date": now.date().isoformat(), "next_day_prediction": point["value"],
-        "last_known_price": forecast["last_close"], "asset": forecast["asset"],
-        "last_known_date": forecast["last_date"], "target_date": point["target_date"],
-        "model_version": forecast["model_version"], "lower": point["lower"],
-        "upper": point["upper"], "level": forecast["level"],
-        "data_age_seconds": forecast["data_age_seconds"], "stale": forecast["stale"],
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def gc_timer(phase: str, info: dict[str, int]) -> None:
@@ -177,17 +98,14 @@ async def gc_report() -> dict[str, Any]:
 
 
 def factory() -> FastAPI:
-    if "sync-deps" in FLAGS:
-        sync_dependencies()
     app = api.app_from_environment()
     if "no-log" in FLAGS:
         log.setLevel(logging.WARNING)
-    if FLAGS & {"no-envelope", "base-envelope"}:
-        strip_envelope(app)
-    if "base-envelope" in FLAGS:
-        app.middleware("http")(base_envelope)
-    if "lean-predict" in FLAGS:
-        app.router.routes.insert(0, Route("/predict", lean_predict, methods=["GET"]))
+    if "no-envelope" in FLAGS:
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not api.Envelope]
+    if "no-hot" in FLAGS:  # /predict and /forecast through their FastAPI declarations
+        app.router.routes = [r for r in app.router.routes if not isinstance(r, LabelledRoute)
+                             or r.path not in ("/predict", "/api/v1/forecast")]
     app.add_api_route("/bench/gc", gc_report)
     gc.callbacks.append(gc_timer)
     return app
@@ -195,12 +113,8 @@ def factory() -> FastAPI:
 ABLATIONS = {
     "as shipped": "",
     "request log muted": "no-log",
-    "no envelope middleware (no request id, log, cap, stats)": "no-envelope",
-    "sync `def` dependencies (as before c31eef0)": "sync-deps",
-    "BaseHTTPMiddleware envelope (as before c31eef0)": "base-envelope",
-    "both: the API as before c31eef0": "sync-deps,base-envelope",
-    "lean /predict sketch (Starlette route, no DI/response_model, orjson)": "lean-predict",
-    "lean /predict sketch + request log muted": "lean-predict,no-log",
+    "no envelope middleware (no request id, log, cap, metrics)": "no-envelope",
+    "hot paths off: FastAPI routing, dependencies, response model (as before 9cc7840)": "no-hot",
 }
 TARGET_RATIO, TARGET_P99_C32, TARGET_P99_C4, TARGET_READY_S, TARGET_RSS_MB = 0.8, 25, 5, 2, 200
 NOTES_MARKER = "<!-- hand-written notes below this line are kept when the file is regenerated -->"
@@ -722,13 +636,9 @@ def ablation_lines(ablation: Ablation, ref: Table) -> list[str]:
         "this script writes (the product's code is not changed); medians of the rounds, "
         'ratios to the reference above. "request log muted": logger `btc_predictor.api` at '
         'WARNING. "no envelope": the request-envelope middleware of `api/app.py` removed. '
-        'The "before c31eef0" rows rebuild what that commit replaced: the dependencies of '
-        "`api/deps.py` as plain `def` (FastAPI runs each in the threadpool) and the envelope "
-        "as an `@app.middleware('http')` (Starlette's `BaseHTTPMiddleware`). \"lean /predict "
-        'sketch": a plain Starlette route inserted before the included routers that reads '
-        "the same cached forecast and returns the same JSON body via orjson, without "
-        "FastAPI's dependency injection and response-model validation (query parameters "
-        "unvalidated: an upper bound, not a drop-in). GC columns: "
+        '"hot paths off": `/predict` and `/api/v1/forecast` served by their FastAPI '
+        "declarations (dependency injection, routing through the included routers, "
+        "response-model validation), as before commit 9cc7840. GC columns: "
         "the longest collection and the number of gen-2 collections in the workers during "
         "the variant's runs (both workers when reached).",
         "",

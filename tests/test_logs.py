@@ -70,3 +70,12 @@ def test_a_stream_without_a_file_descriptor_still_works() -> None:
     handler.emit(record(logging.INFO, "hello"))
     handler.close()
     assert stream.getvalue() == "hello\n"
+
+
+def test_a_stream_closed_under_the_handler_does_not_break_reconfiguring() -> None:
+    import io
+
+    stream = io.StringIO()
+    handler = BatchingHandler(stream, interval=60)
+    stream.close()  # e.g. a test runner's captured stderr, gone after the command
+    handler.close()  # configure_logging closes the previous handler: must not raise

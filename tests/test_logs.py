@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from btc_predictor.logs import BatchingHandler, JsonFormatter
+
+Configure = Callable[[str], tuple[logging.Logger, Path]]
 
 
 def record(level: int, message: str, **fields: object) -> logging.LogRecord:
@@ -79,3 +84,66 @@ def test_a_stream_closed_under_the_handler_does_not_break_reconfiguring() -> Non
     handler = BatchingHandler(stream, interval=60)
     stream.close()  # e.g. a test runner's captured stderr, gone after the command
     handler.close()  # configure_logging closes the previous handler: must not raise
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> Iterator[Callable[[str], tuple[logging.Logger, Path]]]:
+    """configure_logging's set-up with its stream on a file; undone after the test."""
+    from btc_predictor.config import Settings
+    from btc_predictor.logs import configure_logging
+
+    root, streams = logging.getLogger("btc_predictor"), []
+
+    def configure(log_format: str) -> tuple[logging.Logger, Path]:
+        path = tmp_path / "log"
+        configure_logging(Settings(log_format=log_format))
+        handler = root.handlers[0]
+        assert isinstance(handler, BatchingHandler)
+        handler.stream = path.open("w")
+        streams.append(handler.stream)
+        return logging.getLogger("btc_predictor.api"), path
+
+    yield configure
+    for handler in root.handlers:
+        handler.close()
+    root.handlers.clear()
+    root.propagate, root.level = True, logging.NOTSET
+    for stream in streams:
+        stream.close()
+
+
+def test_the_access_line_is_the_line_the_logger_writes(configured: Configure) -> None:
+    from btc_predictor.logs import AccessLine
+
+    api, path = configured("text")
+    fields = {"request_id": "r1", "method": "GET", "path": "/predict", "status": 200, "ms": 0.05}
+    AccessLine(api)("GET /predict 200 0.05ms id=r1", fields)
+    api.info("GET /predict 200 0.05ms id=r1", extra={"fields": fields})
+    logging.getLogger("btc_predictor").handlers[0].flush()
+    fast, slow = on_disk(path)
+    # Same shape and text; only the clock may differ.
+    assert fast.split(" ", 2)[2] == slow.split(" ", 2)[2] == "INFO btc_predictor.api: GET /predict 200 0.05ms id=r1"
+    assert len(fast.split(" ", 2)[1]) == len(slow.split(" ", 2)[1]) == len("12:00:00,000")
+
+
+def test_the_json_access_line_has_the_json_formatters_fields(configured: Configure) -> None:
+    from btc_predictor.logs import AccessLine
+
+    api, path = configured("json")
+    fields = {"request_id": "r2", "method": "POST", "path": "/train", "status": 401, "ms": 1.5}
+    AccessLine(api)("POST /train 401 1.50ms id=r2", fields)
+    api.info("POST /train 401 1.50ms id=r2", extra={"fields": fields})
+    logging.getLogger("btc_predictor").handlers[0].flush()
+    fast, slow = (json.loads(line) for line in on_disk(path))
+    assert fast.keys() == slow.keys()
+    assert {k: v for k, v in fast.items() if k != "ts"} == {k: v for k, v in slow.items() if k != "ts"}
+
+
+def test_other_logging_set_ups_get_ordinary_records(caplog: object) -> None:
+    from btc_predictor.logs import AccessLine
+
+    logger = logging.getLogger("tests.access")  # no BatchingHandler on its chain
+    with caplog.at_level(logging.INFO, logger="tests.access"):  # type: ignore[attr-defined]
+        AccessLine(logger)("GET / 200 0.10ms id=x", {"status": 200})
+    assert caplog.records[0].getMessage() == "GET / 200 0.10ms id=x"  # type: ignore[attr-defined]
+    assert caplog.records[0].fields == {"status": 200}  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -58,6 +59,14 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
         except Exception:  # logging must never raise into the request
             self.handleError(record)
 
+    def write_line(self, line: str) -> None:
+        """Append an already formatted INFO line (see AccessLine)."""
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(line + "\n")
+        except (OSError, ValueError):  # a closed stream: the line is lost, never the request
+            pass
+
     def flush(self) -> None:
         """Write what is buffered (a stream closed under us, e.g. by a test runner, is skipped)."""
         with self.lock:  # type: ignore[union-attr]
@@ -88,6 +97,66 @@ def _buffered(stream: TextIO) -> TextIO:
                 closefd=False)
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """The human format (a class of its own so the access line can recognise it)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+
+class AccessLine:
+    """Writes one request's log line without a LogRecord (the API's hot path).
+
+    The line is the one the configured handler would write (text or JSON, same fields); a
+    LogRecord, its formatter and the handler chain cost about as much as serving a cached
+    forecast. With any other logging set-up (e.g. pytest's capture) it logs normally.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._second, self._asctime = -1, ""
+
+    def __call__(self, message: str, fields: dict[str, object]) -> None:
+        """Log ``message`` (INFO) with its structured ``fields``."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        handler = self._fast_handler()
+        if handler is None:
+            self.logger.info(message, extra={"fields": fields})
+            return
+        now = time.time()
+        if isinstance(handler.formatter, JsonFormatter):
+            payload = {"ts": datetime.fromtimestamp(now, UTC).isoformat(), "level": "info",
+                       "logger": self.logger.name, "message": message, **fields}
+            line = json.dumps(payload, default=str)
+        else:
+            line = f"{self._stamp(now)} INFO {self.logger.name}: {message}"
+        handler.write_line(line)
+
+    def _fast_handler(self) -> BatchingHandler | None:
+        """configure_logging's handler, when it alone receives this logger's records."""
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            if logger.handlers:
+                only = logger.handlers[0] if len(logger.handlers) == 1 else None
+                fast = isinstance(only, BatchingHandler) and type(only.formatter) in (
+                    TextFormatter, JsonFormatter)
+                return only if fast and not logger.propagate else None  # type: ignore[return-value]
+            logger = logger.parent if logger.propagate else None
+        return None
+
+    def _stamp(self, now: float) -> str:
+        """``asctime`` as logging.Formatter writes it (local time, milliseconds)."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._asctime = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._asctime},{int((now - second) * 1000):03d}"
+
+
 def configure_logging(settings: Settings, *, level: int = logging.INFO) -> None:
     """Route btc_predictor's logs to stderr in the configured format."""
     for old in logging.getLogger("btc_predictor").handlers:
@@ -96,7 +165,7 @@ def configure_logging(settings: Settings, *, level: int = logging.INFO) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger("btc_predictor")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -163,3 +163,29 @@ def test_list_schedules_before_and_after_a_run(settings: Settings, engine: Engin
     assert after["refresh"]["next_run_at"] == TOMORROW_REFRESH.isoformat()
     assert after["refresh"]["last_job_id"] is None  # skipped: the bootstrap ingest covers it
     assert after["retrain"]["last_run_at"] is None
+
+
+def test_a_cadence_change_applies_at_the_next_worker_start(settings: Settings, trained: Engine) -> None:
+    enqueue_due(trained, settings, now=NOW, starting=True)
+    settle(trained)
+
+    def planned(config: Settings, at: datetime) -> str | None:
+        return {s["name"]: s["next_run_at"] for s in list_schedules(trained, config, now=at)}["retrain"]
+
+    assert planned(settings, NOW) == (NOW + 7 * DAY).isoformat()
+    daily = settings.model_copy(update={"retrain_every": DAY})
+    restart = NOW + timedelta(hours=2)
+    enqueue_due(trained, daily, now=restart, starting=True)  # never ran: brought closer
+    assert planned(daily, restart) == (restart + DAY).isoformat()
+    retrained = [j for j in enqueue_due(trained, daily, now=restart + DAY) if jobs.get_job(trained, j)["kind"] == "retrain"]
+    assert len(retrained) == 1
+    settle(trained)
+    weekly_again = settings.model_copy(update={"retrain_every": 7 * DAY})
+    later = restart + DAY + timedelta(hours=1)
+    enqueue_due(trained, weekly_again, now=later, starting=True)  # ran: last run + new cadence
+    assert planned(weekly_again, later) == (restart + 8 * DAY).isoformat()
+    # A refresh-delay change moves the next refresh to the new time of day.
+    late = settings.model_copy(update={"refresh_delay": timedelta(hours=3)})
+    enqueue_due(trained, late, now=later, starting=True)
+    refresh = {s["name"]: s["next_run_at"] for s in list_schedules(trained, late, now=later)}["refresh"]
+    assert refresh.endswith("T03:00:00+00:00")

@@ -90,6 +90,8 @@ def enqueue_due(
     engine: Engine, settings: Settings, *, now: datetime, starting: bool = False
 ) -> list[str]:
     """Enqueue the jobs of every due schedule (``starting``: a worker's first tick)."""
+    if starting:
+        replan(engine, settings, now=now)
     with read_session(engine) as session:
         rows = {row.name: row for row in session.scalars(select(ScheduleRow))}
     job_ids: list[str] = []
@@ -106,6 +108,25 @@ def enqueue_due(
         log.info("schedule %s ran: %d job(s) queued", name, len(ids))
         job_ids += ids
     return job_ids
+
+
+def replan(engine: Engine, settings: Settings, *, now: datetime) -> None:
+    """Re-plan stored runs for the current cadences (a worker start after a settings change).
+
+    A schedule that ran is next due one cadence after its last run; one that never ran keeps
+    its planned time unless the new cadence brings it closer.
+    """
+    with write_session(engine) as session:
+        for row in session.scalars(select(ScheduleRow).with_for_update()):
+            if row.name == "bootstrap" or row.next_run_at is None:
+                continue
+            if row.last_run_at is not None:
+                planned = next_run(row.name, row.last_run_at, settings)
+            else:
+                planned = min(row.next_run_at, first_run(row.name, now, settings) or now)
+            if planned is not None and planned != row.next_run_at:
+                log.info("schedule %s re-planned for %s", row.name, planned.isoformat())
+                row.next_run_at = planned
 
 
 def _claim(engine: Engine, settings: Settings, name: str, now: datetime, *, starting: bool) -> bool:

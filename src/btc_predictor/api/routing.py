@@ -23,23 +23,20 @@ def route_templates(routes: list[BaseRoute]) -> dict[int, str]:
     return templates
 
 
-class LabelledRoute(Route):
+class _Labelled:
+    """Adds ``route`` (the matched route itself) to the child scope of a match."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """The base class's match, plus ``route`` in the child scope."""
+        match, child = super().matches(scope)  # type: ignore[misc]
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+class LabelledRoute(_Labelled, Route):
     """A plain route that records itself as the matched route."""
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Starlette's match, plus ``route`` in the child scope."""
-        match, child = super().matches(scope)
-        if match is not Match.NONE:
-            child["route"] = self
-        return match, child
 
-
-class LabelledMount(Mount):
+class LabelledMount(_Labelled, Mount):
     """A mount (static files) that records itself: one label for everything below it."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Starlette's match, plus ``route`` in the child scope."""
-        match, child = super().matches(scope)
-        if match is not Match.NONE:
-            child["route"] = self
-        return match, child

@@ -119,34 +119,6 @@ def list_predictions(engine: Engine, *, asset: str, limit: int = 100) -> list[di
         return [entry_json(r) for r in rows]
 
 
-def live_accuracy(
-    engine: Engine, *, asset: str, now: datetime, days: int = 30
-) -> list[dict[str, Any]]:
-    """Per horizon over the last ``days`` scored target days: MAE, naive MAE, coverage."""
-    since = (now - timedelta(days=days)).date()
-    with read_session(engine) as session:
-        rows = session.execute(
-            select(
-                PredictionRow.horizon,
-                func.count(),
-                func.avg(PredictionRow.abs_error),
-                func.avg(PredictionRow.naive_abs_error),
-                func.avg(cast(PredictionRow.inside, Integer)),
-            )
-            .where(
-                PredictionRow.asset == asset,
-                PredictionRow.scored_at.is_not(None),
-                PredictionRow.target_date >= since,
-            )
-            .group_by(PredictionRow.horizon)
-            .order_by(PredictionRow.horizon)
-        ).all()
-    return [
-        {"horizon": h, "n": n, "mae": mae, "naive_mae": naive, "coverage": float(cov)}
-        for h, n, mae, naive, cov in rows
-    ]
-
-
 def live_window(engine: Engine, *, asset: str, end: date, days: int = 30) -> list[dict[str, Any]]:
     """Per horizon and model kind over (end - days, end]: n, MAE, naive MAE, coverage."""
     with read_session(engine) as session:

@@ -19,8 +19,9 @@ from btc_predictor import model_store as store
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.api.hot import legacy_prediction, serve_forecast
+from btc_predictor.monitoring import LIVE_DAYS, summarize
 from btc_predictor.services.forecast import ForecastRequest
-from btc_predictor.services.ledger import live_accuracy
+from btc_predictor.services.ledger import live_window
 from btc_predictor.sources.base import parse_asset
 from btc_predictor.storage.db import is_at_head, read_session
 
@@ -241,7 +242,7 @@ def evaluate(engine: EngineDep, now: NowDep, asset: AssetQuery = "BTC-USD") -> d
         row.summary.get("metrics", {}),
         row.summary.get("baseline", {}).get("naive", {}),
     )
-    live = [h for h in live_accuracy(engine, asset=symbol, now=now) if h["horizon"] == 1]
+    live = summarize(live_window(engine, asset=symbol, end=now.date(), days=LIVE_DAYS)).get(1)
     return {
         "model_exists": True,
         "training_date": row.created_at.isoformat(),
@@ -253,7 +254,7 @@ def evaluate(engine: EngineDep, now: NowDep, asset: AssetQuery = "BTC-USD") -> d
         "mase": metrics.get("mase"),
         "naive_mae": naive.get("mae"),
         "directional_accuracy": metrics.get("directional_accuracy"),
-        "coverage": live[0]["coverage"] if live else None,
+        "coverage": live.coverage if live else None,
     }
 
 

@@ -10,12 +10,10 @@ alerts.yml, its targets pointed at these processes and its intervals at one seco
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ from btc_predictor.config import Settings
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session
 from btc_predictor.storage.tables import PredictionRow
 from tests.api.conftest import API_KEY, AUTH
-from tests.api.live import free_port, wait_ready
+from tests.api.live import free_port, stop, wait_ready
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,17 +73,6 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     with log.open("wb") as out:
         return subprocess.Popen(args, env=env, start_new_session=True, stdout=out,
                                 stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group and wait for it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:

@@ -26,11 +26,11 @@ from btc_predictor.forecasting.networks import (
     GRUForecaster,
     LSTMForecaster,
     SeedLSTMForecaster,
+    TorchForecaster,
     TransformerForecaster,
-    _TorchForecaster,
 )
 
-Model = _TorchForecaster | EnsembleForecaster
+Model = TorchForecaster | EnsembleForecaster
 CSV_PATH = Path("/work/shared/data/Bitstamp_BTCUSD_d.csv")
 START, END = "2018-01-01", "2025-11-29"
 

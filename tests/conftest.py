@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from btc_predictor.config import Settings
+from btc_predictor.services import IngestRequest, ingest
+from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.db import create_db_engine, upgrade
 from btc_predictor.storage.tables import Base
 from tests.sources.http_stub import HttpStub
@@ -121,3 +123,14 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def served(settings: Settings, engine: Engine) -> Settings:
+    """700 days of synthetic data and an active naive model (retrains can be queued)."""
+    from tests.factories import FakeSource, make_candles  # factories import this module
+
+    source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 700))
+    ingest(settings, engine, IngestRequest("BTC-USD"), now=NOW, source_factory=lambda _: source)
+    train(settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
+    return settings

@@ -1,12 +1,17 @@
-"""Test helpers: synthetic candles and a recording in-memory source."""
+"""Test helpers: synthetic candles, a recording in-memory source, and scored ledger rows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Engine
 
 from btc_predictor.errors import DataSourceError
 from btc_predictor.sources.base import Asset, Candle, FetchResult, utc_day
+from btc_predictor.storage.db import write_session
+from btc_predictor.storage.tables import PredictionRow
+from tests.conftest import NOW
 
 
 def make_candles(
@@ -39,3 +44,30 @@ class FakeSource:
         low, high = (utc_day(start) if start else None), utc_day(end)
         kept = [c for c in self.candles if (low is None or c.ts >= low) and c.ts < high]
         return FetchResult(self.name, kept)
+
+
+TODAY = NOW.date()
+
+
+def scored(day: date, *, error: float, naive_error: float, inside: bool, version: int,
+           horizon: int = 1, model: str = "lstm") -> PredictionRow:
+    """A ledger entry for ``day`` already scored against an actual close of 100."""
+    made = datetime.combine(day - timedelta(days=horizon), datetime.min.time(), NOW.tzinfo)
+    return PredictionRow(
+        asset="BTC-USD", model=model, model_version=version, as_of=made, horizon=horizon,
+        target_date=day, forecast=100 + error, lower=90.0, upper=110.0, level=90,
+        naive=100 + naive_error, created_at=made, actual=100.0, abs_error=error,
+        naive_abs_error=naive_error, inside=inside, scored_at=made + timedelta(days=horizon),
+    )
+
+
+def fill_ledger(engine: Engine, days: int, *, error: float, naive_error: float = 10.0,
+                miss_every: int = 10, end: date = TODAY, version: int = 1) -> None:
+    """``days`` consecutive scored next-day forecasts ending at ``end`` (by one version);
+    every ``miss_every``-th actual falls outside the interval (10: 90% coverage)."""
+    with write_session(engine) as session:
+        session.add_all(
+            scored(end - timedelta(days=k), error=error, naive_error=naive_error,
+                   inside=k % miss_every != 0, version=version)
+            for k in range(days)
+        )

@@ -4,7 +4,7 @@ Process metrics (requests, jobs, ingests, CPU, memory) live in prometheus-client
 registry; with ``PROMETHEUS_MULTIPROC_DIR`` set (``serve`` sets it) they are written to files
 shared by every process of one server and summed when scraped. Forecast-health gauges come
 from the database, so every API replica reports the same values: they are built at scrape
-time by :mod:`btc_predictor.monitoring` under the names listed in ``HEALTH_METRICS``.
+time by :mod:`btc_predictor.api.metrics` under the names listed in ``HEALTH_METRICS``.
 """
 
 from __future__ import annotations

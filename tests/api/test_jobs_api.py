@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from btc_predictor.config import Settings
 from btc_predictor.forecasting.executors import SerialExecutor
+from btc_predictor.jobs.worker import Worker
 from btc_predictor.storage.db import create_db_engine
-from btc_predictor.worker import Worker
 from tests.api.conftest import AUTH
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles

@@ -23,16 +23,14 @@ from btc_predictor.forecasting.networks import (
     GRUForecaster,
     LSTMForecaster,
     SeedLSTMForecaster,
+    TorchForecaster,
     TransformerForecaster,
-    _keras_init,
-    _SeedGraph,
-    _SeedNet,
-    _TorchForecaster,
 )
+from btc_predictor.forecasting.networks.recipe import _keras_init, _SeedGraph, _SeedNet
 
 WINDOW, HORIZON = 10, 4
 
-FACTORIES: dict[str, Callable[[], _TorchForecaster]] = {
+FACTORIES: dict[str, Callable[[], TorchForecaster]] = {
     "seed-lstm": lambda: SeedLSTMForecaster(
         window=WINDOW, max_horizon=HORIZON, hidden=4, dense=3, batch_size=4
     ),
@@ -65,12 +63,12 @@ def windows_of(y: np.ndarray, n: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=list(FACTORIES))
-def fitted(request: pytest.FixtureRequest) -> _TorchForecaster:
+def fitted(request: pytest.FixtureRequest) -> TorchForecaster:
     """Each model fitted once on a random walk (2 epochs)."""
     return FACTORIES[request.param]().fit(random_walk(), seed=0, epochs=2)
 
 
-def test_shapes_and_properties(fitted: _TorchForecaster) -> None:
+def test_shapes_and_properties(fitted: TorchForecaster) -> None:
     y = random_walk()
     assert fitted.context_length == WINDOW and fitted.max_horizon == HORIZON
     forecast = fitted.predict(y, 3)
@@ -101,7 +99,7 @@ def test_fit_restores_global_torch_state() -> None:
     assert torch.equal(torch.get_rng_state(), rng_state)
 
 
-def test_onnx_matches_torch(fitted: _TorchForecaster) -> None:
+def test_onnx_matches_torch(fitted: TorchForecaster) -> None:
     session = ort.InferenceSession(fitted.to_onnx(), providers=["CPUExecutionProvider"])
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, inp.type, out.name, out.type) == (
@@ -118,7 +116,7 @@ def test_onnx_matches_torch(fitted: _TorchForecaster) -> None:
         np.testing.assert_allclose(onnx_out, fitted.predict_batch(windows), rtol=1e-5)
 
 
-def test_artifacts_round_trip(fitted: _TorchForecaster) -> None:
+def test_artifacts_round_trip(fitted: TorchForecaster) -> None:
     config = json.loads(json.dumps(fitted.config()))
     tensors = load_safetensors(save_safetensors(fitted.tensors()))
     rebuilt = type(fitted).from_artifacts(config, tensors)

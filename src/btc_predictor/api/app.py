@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from btc_predictor import __version__, errors, telemetry
 from btc_predictor.api.auth import resolve_api_key
 from btc_predictor.api.hot import hot_routes
+from btc_predictor.api.metrics import HealthCollector
 from btc_predictor.api.routing import route_templates
 from btc_predictor.api.state import ServingState
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
-from btc_predictor.monitoring import HealthCollector
 from btc_predictor.storage.db import create_db_engine, upgrade
 
 log = logging.getLogger("btc_predictor.api")
@@ -303,8 +303,9 @@ class Envelope:
 
 def _include_routes(app: FastAPI) -> None:
     """Every router, in one list."""
-    from btc_predictor.api.routes import legacy, ui, v1
+    from btc_predictor.api.routes import health, legacy, ui, v1
 
     app.include_router(legacy.router)
+    app.include_router(health.router)
     app.include_router(v1.router, prefix="/api/v1")
     ui.mount(app)

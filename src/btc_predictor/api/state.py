@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from btc_predictor import model_store as store
 from btc_predictor.config import Settings
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
@@ -30,6 +29,7 @@ from btc_predictor.services.forecast import (
     recent_closes,
 )
 from btc_predictor.sources.base import parse_asset
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session
 from btc_predictor.storage.tables import CandleRow, PromotionRow
 

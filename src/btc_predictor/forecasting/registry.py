@@ -21,10 +21,10 @@ MODELS: Mapping[str, str] = MappingProxyType(
     {
         "naive": f"{_PACKAGE}.baselines:NaiveForecaster",
         "drift": f"{_PACKAGE}.baselines:DriftForecaster",
-        "seed-lstm": f"{_PACKAGE}.networks:SeedLSTMForecaster",
-        "lstm": f"{_PACKAGE}.networks:LSTMForecaster",
-        "gru": f"{_PACKAGE}.networks:GRUForecaster",
-        "transformer": f"{_PACKAGE}.networks:TransformerForecaster",
+        "seed-lstm": f"{_PACKAGE}.networks.recipe:SeedLSTMForecaster",
+        "lstm": f"{_PACKAGE}.networks.returns:LSTMForecaster",
+        "gru": f"{_PACKAGE}.networks.returns:GRUForecaster",
+        "transformer": f"{_PACKAGE}.networks.returns:TransformerForecaster",
         "ensemble": f"{_PACKAGE}.ensemble:EnsembleForecaster",
     }
 )

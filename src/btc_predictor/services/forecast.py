@@ -1,6 +1,6 @@
 """The predict use case: stored candles + a stored model version -> forecasts with intervals.
 
-Never imports torch: artifacts run through ONNX Runtime (``btc_predictor.serving``).
+Never imports torch: artifacts run through ONNX Runtime (``forecasting.onnx_runtime``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from btc_predictor import model_store as store
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
-from btc_predictor.serving import OnnxModel
+from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.sources.base import DAY, Candle, parse_asset
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
 
@@ -75,7 +75,7 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
     row = store.get_version(session=session, version_id=version_id)
-    return LoadedVersion(version_id, row.model, OnnxModel(artifacts))
+    return LoadedVersion(version_id, row.model, OnnxModel(artifacts.onnx, artifacts.meta))
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:

@@ -15,7 +15,6 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from btc_predictor import model_store as store
 from btc_predictor.config import Settings
 from btc_predictor.errors import (
     ArtifactError,
@@ -26,18 +25,16 @@ from btc_predictor.errors import (
 )
 from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
 from btc_predictor.forecasting.intervals import MIN_RESIDUALS
-from btc_predictor.forecasting.registry import create_model, get_model_class
-from btc_predictor.forecasting.training import (
+from btc_predictor.forecasting.onnx_runtime import OnnxModel
+from btc_predictor.forecasting.promotion import (
     PROMOTION_MODES,
-    DayErrors,
     PromotionEvidence,
-    TrainOutcome,
     promotion_decision,
-    split_index,
-    train_model,
 )
-from btc_predictor.serving import OnnxModel
+from btc_predictor.forecasting.registry import create_model, get_model_class
+from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
 from btc_predictor.sources.base import DAY, Candle, parse_asset, utc_day
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
 
@@ -196,7 +193,8 @@ def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatAr
     """Refuse to store a graph whose forecasts differ from the fitted model's."""
     expected = model.predict(closes, model.max_horizon)
     window = np.ascontiguousarray(closes[-model.context_length :])[None, :]
-    got = OnnxModel(artifacts).session.run(["forecast"], {"closes": window})[0][0]
+    runner = OnnxModel(artifacts.onnx, artifacts.meta)
+    got = runner.session.run(["forecast"], {"closes": window})[0][0]
     if not np.allclose(got, expected, rtol=ONNX_TOLERANCE, atol=0.0):
         worst = float(np.max(np.abs(got / expected - 1)))
         raise ArtifactError(

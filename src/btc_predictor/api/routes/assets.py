@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.errors import AssetNotFoundError
+from btc_predictor.jobs import queue
 from btc_predictor.services.ingest import data_status
 from btc_predictor.sources.base import parse_asset, utc_day
 from btc_predictor.storage import repository as repo

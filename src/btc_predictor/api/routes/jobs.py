@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.jobs import queue
 
 router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -45,6 +45,6 @@ def cancel_job(engine: EngineDep, now: NowDep, job_id: JobId) -> dict[str, Any]:
 @router.get("/schedules", response_model=list[s.ScheduleResponse], tags=["schedules"])
 def schedules(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[dict[str, Any]]:
     """The worker's schedules and their next run times."""
-    from btc_predictor.schedules import list_schedules
+    from btc_predictor.jobs.schedules import list_schedules
 
     return list_schedules(engine, settings, now=now)

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from btc_predictor import jobs as queue
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SettingsDep
-from btc_predictor.services import models as versions
+from btc_predictor.jobs import queue
+from btc_predictor.services import versions
 
 router = APIRouter(tags=["models"])
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]

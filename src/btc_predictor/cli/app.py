@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from btc_predictor import cli_views as views
+from btc_predictor.cli import views
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, InvalidInputError
 
@@ -359,7 +359,7 @@ def models_list(
     """Model versions, newest first."""
 
     def body() -> None:
-        from btc_predictor.services.models import list_models
+        from btc_predictor.services.versions import list_models
 
         settings = _settings()
         rows = list_models(_engine(settings), asset=asset, model=model)
@@ -414,7 +414,7 @@ def models_show(version: VersionArg) -> None:
     """One version in full (JSON), with its promotions."""
 
     def body() -> None:
-        from btc_predictor.services.models import show_model
+        from btc_predictor.services.versions import show_model
 
         _print_json(show_model(_engine(_settings()), version))
 
@@ -426,7 +426,7 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
     """Make a version the active one of its asset."""
 
     def body() -> None:
-        from btc_predictor.services.models import promote_model
+        from btc_predictor.services.versions import promote_model
 
         row = promote_model(
             _engine(_settings()), version, now=datetime.now(UTC), reason="promoted by hand (cli)"
@@ -443,7 +443,7 @@ def models_rollback(asset: AssetOpt = "BTC-USD", as_json: JsonFlag = False) -> N
     """Reactivate the previously promoted version."""
 
     def body() -> None:
-        from btc_predictor.services.models import rollback_model
+        from btc_predictor.services.versions import rollback_model
 
         row = rollback_model(_engine(_settings()), asset, now=datetime.now(UTC))
         _print_json(row) if as_json else out.print(
@@ -460,7 +460,7 @@ def models_export(
     """Write model.onnx, weights.safetensors and meta.json of a version to a folder."""
 
     def body() -> None:
-        from btc_predictor.services.models import export_model
+        from btc_predictor.services.versions import export_model
 
         for path in export_model(_engine(_settings()), version, directory):
             out.print(str(path), markup=False)
@@ -477,76 +477,14 @@ def serve(
     """Serve the API (and, with BTCP_EMBEDDED_WORKER=true, one job-worker subprocess)."""
 
     def body() -> None:
-        import os
-        import shutil
-        import signal
-        import subprocess
-
-        import uvicorn
-
-        from btc_predictor.api.auth import resolve_api_key
+        from btc_predictor.api.serve import run_server
 
         settings = _settings()
-        resolve_api_key(settings)  # refuse to start without a key on PostgreSQL
-        _engine(settings).dispose()  # migrate once, before any worker process starts
-        metrics_dir = _metrics_dir(settings)
-        worker = None
-        if settings.embedded_worker:
-            # Lower CPU priority: its start-up and trainings must not slow the API's answers
-            # (on a 2-core machine they compete for the same cores).
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "btc_predictor", "worker"],
-                preexec_fn=lambda: os.nice(10),  # runs before any thread of ours exists
-            )
-        # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
-        # handler that would kill this process before `finally` stops the job worker.
-        signal.signal(signal.SIGTERM, _exit_cleanly)
-        try:
-            uvicorn.run(
-                "btc_predictor.api.app:app_from_environment",
-                factory=True,
-                host=host or settings.host,
-                port=port or settings.port,
-                workers=workers,
-                log_level="warning",
-                access_log=False,
-            )
-        finally:
-            if worker is not None:
-                worker.terminate()
-                worker.wait(timeout=30)
-            if settings.metrics_dir is None:
-                shutil.rmtree(metrics_dir, ignore_errors=True)
+        run_server(
+            settings, host=host or settings.host, port=port or settings.port, workers=workers
+        )
 
     _run(body)
-
-
-def _exit_cleanly(_signum: int, _frame: object) -> None:
-    """SIGTERM after uvicorn's graceful shutdown: leave through the ``finally`` blocks."""
-    raise SystemExit(0)
-
-
-def _metrics_dir(settings: Settings) -> Path:
-    """Share metric files between this server's processes (prometheus-client multiprocess).
-
-    Set before any process imports prometheus_client: uvicorn's workers and the embedded job
-    worker inherit it, so one scrape of /metrics sums them all. A configured directory
-    (PROMETHEUS_MULTIPROC_DIR) is emptied first, as prometheus-client requires.
-    """
-    import os
-    import tempfile
-
-    if settings.metrics_dir is None:
-        path = Path(tempfile.mkdtemp(prefix="btcp-metrics-"))
-    else:
-        path = settings.metrics_dir
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    if "prometheus_client" in sys.modules:  # this process's own metrics would be missed
-        raise RuntimeError("prometheus_client was imported before serve set its metrics dir")
-    return path
 
 
 @app.command()
@@ -554,7 +492,7 @@ def worker() -> None:
     """Run queued jobs and the schedules; serves /metrics and /health/live on BTCP_WORKER_PORT."""
 
     def body() -> None:
-        from btc_predictor.worker import run_worker
+        from btc_predictor.jobs.worker import run_worker
 
         run_worker(_settings())
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError
+from btc_predictor.forecasting.promotion import PROMOTION_MODES
 from btc_predictor.forecasting.registry import MODELS
-from btc_predictor.forecasting.training import PROMOTION_MODES
 from btc_predictor.sources import check_source_spec
 from btc_predictor.sources.base import parse_asset
 from btc_predictor.storage.tables import JOB_KINDS

@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from btc_predictor import job_params, jobs
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError, JobRunningError
+from btc_predictor.jobs import params as job_params
+from btc_predictor.jobs import queue as jobs
 from btc_predictor.storage.db import create_db_engine
 from tests.conftest import NOW
 

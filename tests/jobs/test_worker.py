@@ -22,18 +22,20 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from btc_predictor import jobs, worker
 from btc_predictor.config import Settings
 from btc_predictor.errors import UnavailableError
 from btc_predictor.forecasting.executors import SerialExecutor
-from btc_predictor.model_store import list_versions
+from btc_predictor.jobs import handlers, worker
+from btc_predictor.jobs import queue as jobs
+from btc_predictor.jobs.handlers import JobContext, Progress
+from btc_predictor.jobs.side_server import SideServer
+from btc_predictor.jobs.worker import Worker, run_worker
 from btc_predictor.services import IngestRequest, ingest
 from btc_predictor.services.forecast import ForecastRequest, predict
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.db import create_db_engine, read_session, upgrade
+from btc_predictor.storage.model_store import list_versions
 from btc_predictor.telemetry import JOBS_TOTAL
-from btc_predictor.worker import JobContext, Progress, Worker, run_worker
-from btc_predictor.worker_http import SideServer
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
 
@@ -107,8 +109,8 @@ def test_ingest_job_never_reads_a_server_file(sqlite_settings: Settings, shared_
 
 def test_ledger_hook_is_optional(monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings) -> None:
     engine = create_db_engine(sqlite_settings)
-    monkeypatch.setattr(worker, "LEDGER_MODULE", "btc_predictor.services.no_such_ledger")
-    assert worker.score_ledger_if_available(engine, "BTC-USD", NOW) is None  # not shipped: skipped
+    monkeypatch.setattr(handlers, "LEDGER_MODULE", "btc_predictor.services.no_such_ledger")
+    assert handlers.score_ledger_if_available(engine, "BTC-USD", NOW) is None  # not shipped: skipped
 
     def score_ledger(engine: Engine, asset: str, *, now: Any) -> int:
         raise ValueError("bad row")
@@ -116,9 +118,9 @@ def test_ledger_hook_is_optional(monkeypatch: pytest.MonkeyPatch, sqlite_setting
     broken = types.ModuleType("tests_broken_ledger")
     broken.score_ledger = score_ledger  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tests_broken_ledger", broken)
-    monkeypatch.setattr(worker, "LEDGER_MODULE", "tests_broken_ledger")
+    monkeypatch.setattr(handlers, "LEDGER_MODULE", "tests_broken_ledger")
     # The candles are stored by then: a scoring bug is reported, not turned into a failed ingest.
-    assert worker.score_ledger_if_available(engine, "BTC-USD", NOW) == {"error": "ValueError: bad row"}
+    assert handlers.score_ledger_if_available(engine, "BTC-USD", NOW) == {"error": "ValueError: bad row"}
     engine.dispose()
 
 
@@ -201,8 +203,8 @@ def test_failing_jobs_store_a_clear_error(settings: Settings, engine: Engine, ca
     no_data = jobs.submit(engine, settings, kind="train", params={"model": "naive"}, now=NOW)
     crash = jobs.enqueue(engine, kind="ingest", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=1))
     unknown = jobs.enqueue(engine, kind="retrain", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=2))
-    runner = make_worker(settings, engine, handlers={"train": worker.run_train, "ingest": broken})
-    with caplog.at_level(logging.ERROR, logger="btc_predictor.worker"):
+    runner = make_worker(settings, engine, handlers={"train": handlers.run_train, "ingest": broken})
+    with caplog.at_level(logging.ERROR, logger="btc_predictor.jobs.worker"):
         while runner.run_once():
             pass
     errors = {job_id: jobs.get_job(engine, job_id) for job_id in (no_data["id"], crash["id"], unknown["id"])}
@@ -261,7 +263,7 @@ def test_a_failing_tick_is_logged_and_retried(monkeypatch: pytest.MonkeyPatch, s
 
     monkeypatch.setattr(worker, "enqueue_due", flaky)
     runner = Worker(quiet(sqlite_settings, worker_poll=timedelta(seconds=0.01)), engine, clock=lambda: NOW)
-    with caplog.at_level(logging.ERROR, logger="btc_predictor.worker"):
+    with caplog.at_level(logging.ERROR, logger="btc_predictor.jobs.worker"):
         runner.run_forever(stop)
     assert calls == [True, True]  # the start-up tick is retried as a start-up tick
     assert "worker tick failed" in caplog.text and "connection refused" in caplog.text
@@ -314,7 +316,7 @@ def test_run_worker_runs_jobs_until_stopped(sqlite_settings: Settings) -> None:
 WORKER_SCRIPT = """
 from btc_predictor.config import Settings
 from btc_predictor.logs import configure_logging
-from btc_predictor.worker import run_worker
+from btc_predictor.jobs.worker import run_worker
 
 settings = Settings()
 configure_logging(settings)

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from btc_predictor import model_store as store
 from btc_predictor.errors import InvalidInputError
 from btc_predictor.sources.base import parse_asset
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import ModelVersionRow
 
@@ -101,3 +101,10 @@ def export_model(engine: Engine, version_id: int, directory: Path) -> list[Path]
         raise InvalidInputError(f"{directory} exists and is not a directory")
     with read_session(engine) as session:
         return store.export_version(session=session, version_id=version_id, directory=directory)
+
+
+def active_version(engine: Engine, asset: str) -> ModelVersionRow | None:
+    """The active version row of ``asset``, or None."""
+    with read_session(engine) as session:
+        active = store.active_version_id(session=session, asset=asset)
+        return None if active is None else store.get_version(session=session, version_id=active)

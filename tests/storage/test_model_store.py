@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, update
 
-from btc_predictor import model_store as store
 from btc_predictor.errors import ArtifactError, ModelNotFoundError, NoModelError
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import ModelArtifactRow
 

@@ -10,7 +10,7 @@ never runs a schedule twice and any process (the API) can list them.
 - ``retrain``: a ``retrain`` job of the default model per tracked asset every
   ``retrain_every`` (the first one a full period after the first start); the promotion rule
   decides whether the new version becomes active.
-- ``health``: every hour, per tracked asset, :func:`monitoring.degradation` (live error worse
+- ``health``: every hour, per tracked asset, :func:`services.health.degradation` (live error worse
   than naive's by the margin, or coverage outside its band, on each of the last
   ``degraded_days`` days) queues a ``retrain`` that records why, at most one per asset per
   ``retrain_cooldown``; the promotion rule still decides whether the new version serves.
@@ -33,11 +33,11 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from btc_predictor import model_store as store
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobRunningError
-from btc_predictor.jobs import submit
-from btc_predictor.monitoring import degradation
+from btc_predictor.jobs.queue import submit
+from btc_predictor.services.health import degradation
+from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import JobRow, ScheduleRow

@@ -1,4 +1,4 @@
-"""The job worker: claims queued jobs one at a time, runs their use case, reports progress,
+"""The job worker: claims queued jobs one at a time, runs their handler, reports progress,
 enqueues scheduled work, and answers ``/health/live`` and ``/metrics`` on a side port.
 
 Training runs here and never in an API process: the API only enqueues jobs.
@@ -6,8 +6,6 @@ Training runs here and never in an API process: the API only enqueues jobs.
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import math
 import os
@@ -16,10 +14,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from types import FrameType
 from typing import Any
 
@@ -27,11 +23,18 @@ from sqlalchemy import Engine
 
 from btc_predictor import telemetry
 from btc_predictor.config import Settings
-from btc_predictor.errors import BtcpError, DataSourceError, InvalidInputError, JobRunningError
-from btc_predictor.forecasting.base import ProgressFn
+from btc_predictor.errors import BtcpError, InvalidInputError
 from btc_predictor.forecasting.executors import Executor
-from btc_predictor.job_params import normalize_params
-from btc_predictor.jobs import (
+from btc_predictor.jobs.handlers import (
+    HANDLERS,
+    Clock,
+    Handler,
+    JobContext,
+    to_json,
+    utcnow,
+)
+from btc_predictor.jobs.params import normalize_params
+from btc_predictor.jobs.queue import (
     ClaimedJob,
     claim_next,
     fail,
@@ -42,44 +45,16 @@ from btc_predictor.jobs import (
     recover_orphans,
     report_progress,
     requeue,
-    submit,
 )
-from btc_predictor.schedules import enqueue_due
-from btc_predictor.services.backtest import BacktestRequest, run_backtest
-from btc_predictor.services.ingest import (
-    IngestReport,
-    IngestRequest,
-    SourceFactory,
-    bootstrap,
-    ingest,
-)
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.jobs.schedules import enqueue_due
+from btc_predictor.jobs.side_server import SideServer
+from btc_predictor.services.ingest import SourceFactory
 from btc_predictor.storage.db import create_db_engine, upgrade
-from btc_predictor.worker_http import SideServer
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-Progress = Callable[[float, str], None]  # (fraction of the job done 0..1, status line)
-
 USAGE_INTERVAL = 5.0  # seconds between updates of the CPU and memory gauges
 MIN_WRITE_INTERVAL = 0.5  # seconds between progress writes: at most 2 per second per job
-LEDGER_MODULE = "btc_predictor.services.ledger"
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a handler gets besides its (normalised) params."""
-
-    settings: Settings
-    engine: Engine
-    clock: Clock
-    job_id: str
-    source_factory: SourceFactory | None = None
-    executor: Executor | None = None
-
-
-Handler = Callable[[JobContext, dict[str, Any], Progress], dict[str, Any]]
 
 
 class _Cancelled(Exception):
@@ -88,176 +63,6 @@ class _Cancelled(Exception):
 
 class _Stopping(Exception):
     """Raised at a progress report when the worker is shutting down."""
-
-
-def utcnow() -> datetime:
-    """The wall clock in UTC (the production clock)."""
-    return datetime.now(UTC)
-
-
-# --- handlers -----------------------------------------------------------------------------
-
-
-def _date(value: Any) -> date | None:
-    """A normalised ISO date param."""
-    return date.fromisoformat(value) if value is not None else None
-
-
-def run_ingest(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Ingest one asset (bootstrapping an empty database), score the ledger, chain training."""
-    asset = params["asset"]
-    progress(0.0, f"ingesting {asset}")
-    report = _bootstrap_report(ctx, asset) if params.get("bootstrap") else None
-    if report is None:
-        request = IngestRequest(
-            asset,
-            params.get("source"),
-            None,
-            _date(params.get("since")),
-            params.get("force", False),
-        )
-        report = ingest(
-            ctx.settings, ctx.engine, request, now=ctx.clock(), source_factory=ctx.source_factory
-        )
-    result = report.to_json() | {
-        "ledger": score_ledger_if_available(ctx.engine, asset, ctx.clock())
-    }
-    if params.get("then_train"):
-        result["follow_up_job_id"] = _chain_training(ctx, asset)
-    return result
-
-
-def _bootstrap_report(ctx: JobContext, asset: str) -> IngestReport | None:
-    """The first ingest of an empty database (BOOTSTRAP_CSV aware); None when data exists."""
-    outcome = bootstrap(
-        ctx.settings, ctx.engine, now=ctx.clock(), source_factory=ctx.source_factory
-    )
-    if outcome.skipped:
-        return None
-    if asset in outcome.failures:
-        raise DataSourceError(
-            asset,
-            f"{outcome.failures[asset]}; set BTCP_BOOTSTRAP_CSV to a CSV export to start offline",
-        )
-    return next((r for r in outcome.reports if r.asset == asset), None)
-
-
-def _chain_training(ctx: JobContext, asset: str) -> str | None:
-    """Queue the default model's training once its data is in (None if one is pending)."""
-    params = {"asset": asset, "promote": "auto"}
-    try:
-        job = submit(ctx.engine, ctx.settings, kind="train", params=params, now=ctx.clock())
-    except JobRunningError as exc:
-        log.info("training of %s not queued: %s", asset, exc.message)
-        return None
-    return str(job["id"])
-
-
-def score_ledger_if_available(engine: Engine, asset: str, now: datetime) -> Any:
-    """Score served forecasts against new closes, when the ledger module is installed."""
-    try:
-        module = importlib.import_module(LEDGER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != LEDGER_MODULE:
-            raise
-        return None
-    scorer = getattr(module, "score_ledger", None)
-    if scorer is None:
-        return None
-    try:
-        return to_json(scorer(engine, asset, now=now))
-    except Exception as exc:
-        # The candles are already stored: a scoring problem must not fail the refresh itself.
-        log.exception("scoring the forecast ledger of %s failed", asset)
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _train_request(params: dict[str, Any], promote: str) -> TrainRequest:
-    """A TrainRequest from normalised train/retrain params."""
-    return TrainRequest(
-        asset=params["asset"],
-        model=params.get("model"),
-        start=_date(params.get("start")),
-        seed=params.get("seed", 0),
-        epochs=params.get("epochs"),
-        promote=promote,
-    )
-
-
-def _steps(progress: Progress, what: str) -> ProgressFn:
-    """Adapt a training ProgressFn (done, total, loss) to the job's Progress."""
-
-    def report(done: int, total: int, loss: float | None) -> None:
-        """Report one training step."""
-        detail = f", validation loss {loss:.4g}" if loss is not None else ""
-        progress(done / max(total, 1), f"{what} step {done}/{total}{detail}")
-
-    return report
-
-
-def run_train(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Train a model version; the promotion mode decides whether it becomes active."""
-    request = _train_request(params, params.get("promote", "auto"))
-    progress(0.0, f"training {request.model} for {request.asset}")
-    report = train(
-        ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
-    )
-    telemetry.TRAINING_DURATION.labels(report["asset"], report["model"]).observe(
-        report["training_duration"]
-    )
-    # The calibration residuals (~30 × 600 floats) live in the version's meta.json already.
-    return {key: value for key, value in report.items() if key != "calibration"}
-
-
-def run_retrain(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Train with ``promote=auto`` (the promotion rule) and record why it was retrained."""
-    reason = params.get("reason", "retrain requested")
-    return run_train(ctx, {**params, "promote": "auto"}, progress) | {"reason": reason}
-
-
-def run_backtest_job(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """A walk-forward backtest; the result is the full backtest JSON (series included)."""
-    request = BacktestRequest(
-        asset=params["asset"],
-        model=params.get("model"),
-        days=params.get("days"),
-        start=_date(params.get("start")),
-        refit_every=params.get("refit_every", 30),
-        horizon=params.get("horizon", 7),
-        level=params.get("level", 90),
-        seed=params.get("seed", 0),
-        epochs=params.get("epochs"),
-    )
-
-    def folds(done: int, total: int) -> None:
-        """Report finished folds."""
-        progress(done / max(total, 1), f"fold {done}/{total}")
-
-    progress(0.0, f"backtesting {request.model} on {request.asset}")
-    return run_backtest(ctx.settings, ctx.engine, request, executor=ctx.executor, progress=folds)
-
-
-HANDLERS: Mapping[str, Handler] = {
-    "ingest": run_ingest,
-    "train": run_train,
-    "retrain": run_retrain,
-    "backtest": run_backtest_job,
-}
-
-
-def to_json(value: Any) -> Any:
-    """A JSON-safe copy: numpy values become Python ones, dates ISO text, NaN/inf null."""
-    text = json.dumps(value, default=_plain)
-    return json.loads(text, parse_constant=lambda _name: None)
-
-
-def _plain(value: object) -> Any:
-    """json.dumps fallback for numpy scalars/arrays and dates."""
-    if isinstance(value, date):
-        return value.isoformat()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # --- running one job ----------------------------------------------------------------------

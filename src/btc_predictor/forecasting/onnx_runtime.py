@@ -1,8 +1,12 @@
-"""Forecasting from stored artifacts with ONNX Runtime and numpy only (never torch)."""
+"""Forecasting from a version's ONNX bytes and meta with ONNX Runtime and numpy only (never torch).
+
+It takes bytes and a parsed meta dict, so ``forecasting/`` never depends on how they are stored.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -10,7 +14,6 @@ import onnxruntime as ort
 from btc_predictor.errors import ArtifactError, HorizonExceedsModelError
 from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.intervals import intervals_per_horizon
-from btc_predictor.model_store import ArtifactSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +29,7 @@ class Forecast:
 class OnnxModel:
     """A verified model version loaded into an ONNX Runtime session."""
 
-    def __init__(self, artifacts: ArtifactSet, *, threads: int = 1) -> None:
-        meta = artifacts.meta
+    def __init__(self, onnx: bytes, meta: dict[str, Any], *, threads: int = 1) -> None:
         try:
             self.context_length = int(meta["context_length"])
             self.max_horizon = int(meta["max_horizon"])
@@ -36,7 +38,7 @@ class OnnxModel:
             ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json lacks a usable {exc} entry") from None
-        self.session = _session(artifacts.onnx, threads)
+        self.session = _session(onnx, threads)
 
     def forecast(self, closes: FloatArray, horizon: int, level: int) -> Forecast:
         """Forecast ``horizon`` days after the last of ``closes`` (its tail is the context)."""

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError, JobRunningError
-from btc_predictor.job_params import check_kind, normalize_params
+from btc_predictor.jobs.params import check_kind, normalize_params
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import JOB_KINDS, JOB_STATUSES, JobRow
 from btc_predictor.telemetry import JOBS_TOTAL

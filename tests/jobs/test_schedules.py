@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from btc_predictor import jobs
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError
-from btc_predictor.schedules import due, enqueue_due, list_schedules, next_run
+from btc_predictor.jobs import queue as jobs
+from btc_predictor.jobs.schedules import due, enqueue_due, list_schedules, next_run
+from btc_predictor.jobs.worker import Worker
 from btc_predictor.services import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.tables import ScheduleRow
-from btc_predictor.worker import Worker
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
 

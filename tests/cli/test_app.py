@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from btc_predictor.cli import app
+from btc_predictor.cli.app import app
 
 
 @pytest.fixture

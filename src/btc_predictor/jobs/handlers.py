@@ -1,0 +1,226 @@
+"""Job handlers: one function per job kind, from normalised params to a service call.
+
+A handler gets a :class:`JobContext` and a ``Progress`` callback and returns the job's JSON
+result. Handlers call services only; they never import the worker loop that runs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from btc_predictor import telemetry
+from btc_predictor.config import Settings
+from btc_predictor.errors import DataSourceError, JobRunningError
+from btc_predictor.forecasting.base import ProgressFn
+from btc_predictor.forecasting.executors import Executor
+from btc_predictor.jobs.queue import submit
+from btc_predictor.services.backtest import BacktestRequest, run_backtest
+from btc_predictor.services.ingest import (
+    IngestReport,
+    IngestRequest,
+    SourceFactory,
+    bootstrap,
+    ingest,
+)
+from btc_predictor.services.training import TrainRequest, train
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Progress = Callable[[float, str], None]  # (fraction of the job done 0..1, status line)
+LEDGER_MODULE = "btc_predictor.services.ledger"
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler gets besides its (normalised) params."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    job_id: str
+    source_factory: SourceFactory | None = None
+    executor: Executor | None = None
+
+
+Handler = Callable[[JobContext, dict[str, Any], Progress], dict[str, Any]]
+
+
+def utcnow() -> datetime:
+    """The wall clock in UTC (the production clock)."""
+    return datetime.now(UTC)
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+def _date(value: Any) -> date | None:
+    """A normalised ISO date param."""
+    return date.fromisoformat(value) if value is not None else None
+
+
+def run_ingest(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Ingest one asset (bootstrapping an empty database), score the ledger, chain training."""
+    asset = params["asset"]
+    progress(0.0, f"ingesting {asset}")
+    report = _bootstrap_report(ctx, asset) if params.get("bootstrap") else None
+    if report is None:
+        request = IngestRequest(
+            asset,
+            params.get("source"),
+            None,
+            _date(params.get("since")),
+            params.get("force", False),
+        )
+        report = ingest(
+            ctx.settings, ctx.engine, request, now=ctx.clock(), source_factory=ctx.source_factory
+        )
+    result = report.to_json() | {
+        "ledger": score_ledger_if_available(ctx.engine, asset, ctx.clock())
+    }
+    if params.get("then_train"):
+        result["follow_up_job_id"] = _chain_training(ctx, asset)
+    return result
+
+
+def _bootstrap_report(ctx: JobContext, asset: str) -> IngestReport | None:
+    """The first ingest of an empty database (BOOTSTRAP_CSV aware); None when data exists."""
+    outcome = bootstrap(
+        ctx.settings, ctx.engine, now=ctx.clock(), source_factory=ctx.source_factory
+    )
+    if outcome.skipped:
+        return None
+    if asset in outcome.failures:
+        raise DataSourceError(
+            asset,
+            f"{outcome.failures[asset]}; set BTCP_BOOTSTRAP_CSV to a CSV export to start offline",
+        )
+    return next((r for r in outcome.reports if r.asset == asset), None)
+
+
+def _chain_training(ctx: JobContext, asset: str) -> str | None:
+    """Queue the default model's training once its data is in (None if one is pending)."""
+    params = {"asset": asset, "promote": "auto"}
+    try:
+        job = submit(ctx.engine, ctx.settings, kind="train", params=params, now=ctx.clock())
+    except JobRunningError as exc:
+        log.info("training of %s not queued: %s", asset, exc.message)
+        return None
+    return str(job["id"])
+
+
+def score_ledger_if_available(engine: Engine, asset: str, now: datetime) -> Any:
+    """Score served forecasts against new closes, when the ledger module is installed."""
+    try:
+        module = importlib.import_module(LEDGER_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != LEDGER_MODULE:
+            raise
+        return None
+    scorer = getattr(module, "score_ledger", None)
+    if scorer is None:
+        return None
+    try:
+        return to_json(scorer(engine, asset, now=now))
+    except Exception as exc:
+        # The candles are already stored: a scoring problem must not fail the refresh itself.
+        log.exception("scoring the forecast ledger of %s failed", asset)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _train_request(params: dict[str, Any], promote: str) -> TrainRequest:
+    """A TrainRequest from normalised train/retrain params."""
+    return TrainRequest(
+        asset=params["asset"],
+        model=params.get("model"),
+        start=_date(params.get("start")),
+        seed=params.get("seed", 0),
+        epochs=params.get("epochs"),
+        promote=promote,
+    )
+
+
+def _steps(progress: Progress, what: str) -> ProgressFn:
+    """Adapt a training ProgressFn (done, total, loss) to the job's Progress."""
+
+    def report(done: int, total: int, loss: float | None) -> None:
+        """Report one training step."""
+        detail = f", validation loss {loss:.4g}" if loss is not None else ""
+        progress(done / max(total, 1), f"{what} step {done}/{total}{detail}")
+
+    return report
+
+
+def run_train(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Train a model version; the promotion mode decides whether it becomes active."""
+    request = _train_request(params, params.get("promote", "auto"))
+    progress(0.0, f"training {request.model} for {request.asset}")
+    report = train(
+        ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
+    )
+    telemetry.TRAINING_DURATION.labels(report["asset"], report["model"]).observe(
+        report["training_duration"]
+    )
+    # The calibration residuals (~30 × 600 floats) live in the version's meta.json already.
+    return {key: value for key, value in report.items() if key != "calibration"}
+
+
+def run_retrain(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Train with ``promote=auto`` (the promotion rule) and record why it was retrained."""
+    reason = params.get("reason", "retrain requested")
+    return run_train(ctx, {**params, "promote": "auto"}, progress) | {"reason": reason}
+
+
+def run_backtest_job(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A walk-forward backtest; the result is the full backtest JSON (series included)."""
+    request = BacktestRequest(
+        asset=params["asset"],
+        model=params.get("model"),
+        days=params.get("days"),
+        start=_date(params.get("start")),
+        refit_every=params.get("refit_every", 30),
+        horizon=params.get("horizon", 7),
+        level=params.get("level", 90),
+        seed=params.get("seed", 0),
+        epochs=params.get("epochs"),
+    )
+
+    def folds(done: int, total: int) -> None:
+        """Report finished folds."""
+        progress(done / max(total, 1), f"fold {done}/{total}")
+
+    progress(0.0, f"backtesting {request.model} on {request.asset}")
+    return run_backtest(ctx.settings, ctx.engine, request, executor=ctx.executor, progress=folds)
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "ingest": run_ingest,
+    "train": run_train,
+    "retrain": run_retrain,
+    "backtest": run_backtest_job,
+}
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-safe copy: numpy values become Python ones, dates ISO text, NaN/inf null."""
+    text = json.dumps(value, default=_plain)
+    return json.loads(text, parse_constant=lambda _name: None)
+
+
+def _plain(value: object) -> Any:
+    """json.dumps fallback for numpy scalars/arrays and dates."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+

@@ -65,8 +65,10 @@ MSG
 cmd_test() {
   ensure_venv "dev,train,postgres"
   local bin="$VENV/bin"
+  local lint_paths=(src tests bench migrations)
   echo "==> ruff"
-  "$bin/ruff" check src tests bench migrations
+  "$bin/ruff" check "${lint_paths[@]}"
+  "$bin/ruff" format --check "${lint_paths[@]}"
   echo "==> mypy --strict"
   "$bin/mypy"
   echo "==> pytest"

@@ -45,10 +45,19 @@ async def drive(app: Any, path: str, n: int) -> float:
     """Microseconds of process CPU per request over ``n`` GETs of ``path``."""
     raw_path, _, query = path.partition("?")
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": raw_path, "raw_path": raw_path.encode(), "root_path": "",
-        "query_string": query.encode(), "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000), "state": {},
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": raw_path,
+        "raw_path": raw_path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
     }
 
     async def receive() -> dict[str, Any]:

@@ -49,25 +49,59 @@ class FakeSource:
 TODAY = NOW.date()
 
 
-def scored(day: date, *, error: float, naive_error: float, inside: bool, version: int,
-           horizon: int = 1, model: str = "lstm") -> PredictionRow:
+def scored(
+    day: date,
+    *,
+    error: float,
+    naive_error: float,
+    inside: bool,
+    version: int,
+    horizon: int = 1,
+    model: str = "lstm",
+) -> PredictionRow:
     """A ledger entry for ``day`` already scored against an actual close of 100."""
     made = datetime.combine(day - timedelta(days=horizon), datetime.min.time(), NOW.tzinfo)
     return PredictionRow(
-        asset="BTC-USD", model=model, model_version=version, as_of=made, horizon=horizon,
-        target_date=day, forecast=100 + error, lower=90.0, upper=110.0, level=90,
-        naive=100 + naive_error, created_at=made, actual=100.0, abs_error=error,
-        naive_abs_error=naive_error, inside=inside, scored_at=made + timedelta(days=horizon),
+        asset="BTC-USD",
+        model=model,
+        model_version=version,
+        as_of=made,
+        horizon=horizon,
+        target_date=day,
+        forecast=100 + error,
+        lower=90.0,
+        upper=110.0,
+        level=90,
+        naive=100 + naive_error,
+        created_at=made,
+        actual=100.0,
+        abs_error=error,
+        naive_abs_error=naive_error,
+        inside=inside,
+        scored_at=made + timedelta(days=horizon),
     )
 
 
-def fill_ledger(engine: Engine, days: int, *, error: float, naive_error: float = 10.0,
-                miss_every: int = 10, end: date = TODAY, version: int = 1) -> None:
+def fill_ledger(
+    engine: Engine,
+    days: int,
+    *,
+    error: float,
+    naive_error: float = 10.0,
+    miss_every: int = 10,
+    end: date = TODAY,
+    version: int = 1,
+) -> None:
     """``days`` consecutive scored next-day forecasts ending at ``end`` (by one version);
     every ``miss_every``-th actual falls outside the interval (10: 90% coverage)."""
     with write_session(engine) as session:
         session.add_all(
-            scored(end - timedelta(days=k), error=error, naive_error=naive_error,
-                   inside=k % miss_every != 0, version=version)
+            scored(
+                end - timedelta(days=k),
+                error=error,
+                naive_error=naive_error,
+                inside=k % miss_every != 0,
+                version=version,
+            )
             for k in range(days)
         )

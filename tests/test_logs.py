@@ -18,8 +18,13 @@ Configure = Callable[[str], tuple[logging.Logger, Path]]
 def record(level: int, message: str, **fields: object) -> logging.LogRecord:
     """A log record as the request log makes them."""
     return logging.makeLogRecord(
-        {"name": "btc_predictor.api", "levelno": level, "levelname": logging.getLevelName(level),
-         "msg": message, "fields": fields}
+        {
+            "name": "btc_predictor.api",
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "msg": message,
+            "fields": fields,
+        }
     )
 
 
@@ -122,7 +127,11 @@ def test_the_access_line_is_the_line_the_logger_writes(configured: Configure) ->
     logging.getLogger("btc_predictor").handlers[0].flush()
     fast, slow = on_disk(path)
     # Same shape and text; only the clock may differ.
-    assert fast.split(" ", 2)[2] == slow.split(" ", 2)[2] == "INFO btc_predictor.api: GET /predict 200 0.05ms id=r1"
+    assert (
+        fast.split(" ", 2)[2]
+        == slow.split(" ", 2)[2]
+        == "INFO btc_predictor.api: GET /predict 200 0.05ms id=r1"
+    )
     assert len(fast.split(" ", 2)[1]) == len(slow.split(" ", 2)[1]) == len("12:00:00,000")
 
 
@@ -136,7 +145,9 @@ def test_the_json_access_line_has_the_json_formatters_fields(configured: Configu
     logging.getLogger("btc_predictor").handlers[0].flush()
     fast, slow = (json.loads(line) for line in on_disk(path))
     assert fast.keys() == slow.keys()
-    assert {k: v for k, v in fast.items() if k != "ts"} == {k: v for k, v in slow.items() if k != "ts"}
+    assert {k: v for k, v in fast.items() if k != "ts"} == {
+        k: v for k, v in slow.items() if k != "ts"
+    }
 
 
 def test_other_logging_set_ups_get_ordinary_records(caplog: object) -> None:

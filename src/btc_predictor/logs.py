@@ -93,8 +93,9 @@ def _buffered(stream: TextIO) -> TextIO:
         fd = stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):  # e.g. pytest's capture
         return stream
-    return open(fd, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace",
-                closefd=False)
+    return open(
+        fd, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -129,8 +130,13 @@ class AccessLine:
             return
         now = time.time()
         if isinstance(handler.formatter, JsonFormatter):
-            payload = {"ts": datetime.fromtimestamp(now, UTC).isoformat(), "level": "info",
-                       "logger": self.logger.name, "message": message, **fields}
+            payload = {
+                "ts": datetime.fromtimestamp(now, UTC).isoformat(),
+                "level": "info",
+                "logger": self.logger.name,
+                "message": message,
+                **fields,
+            }
             line = json.dumps(payload, default=str)
         else:
             line = f"{self._stamp(now)} INFO {self.logger.name}: {message}"
@@ -143,7 +149,9 @@ class AccessLine:
             if logger.handlers:
                 only = logger.handlers[0] if len(logger.handlers) == 1 else None
                 fast = isinstance(only, BatchingHandler) and type(only.formatter) in (
-                    TextFormatter, JsonFormatter)
+                    TextFormatter,
+                    JsonFormatter,
+                )
                 return only if fast and not logger.propagate else None  # type: ignore[return-value]
             logger = logger.parent if logger.propagate else None
         return None

@@ -22,8 +22,13 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 @pytest.fixture
 def api_settings(tmp_path: Path) -> Settings:
     """An embedded install (no worker subprocess; tests run jobs themselves)."""
-    return Settings(data_dir=tmp_path / "data", api_key=API_KEY, embedded_worker=False,
-                    sources=["yahoo"], train_epochs=2)
+    return Settings(
+        data_dir=tmp_path / "data",
+        api_key=API_KEY,
+        embedded_worker=False,
+        sources=["yahoo"],
+        train_epochs=2,
+    )
 
 
 @pytest.fixture
@@ -31,7 +36,12 @@ def installed(api_settings: Settings, shared_data: Path) -> Settings:
     """Real BTC history ingested and a drift model active."""
     engine = create_db_engine(api_settings)
     upgrade(engine)
-    ingest(api_settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    ingest(
+        api_settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     train(api_settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)
     engine.dispose()
     return api_settings

@@ -31,14 +31,22 @@ def serving(data_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
     """``serve`` on a free port over ``data_dir`` (its own process group); yields its URL."""
     port, worker_port = free_port(), free_port()
     environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BTCP_DATA_DIR": str(data_dir),
-        "BTCP_API_KEY": API_KEY, "BTCP_WORKER_PORT": str(worker_port), "BTCP_TRAIN_EPOCHS": "3",
-        "BTCP_SOURCES": "yahoo", "BTCP_WORKER_POLL": "0.2s", **env,
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BTCP_DATA_DIR": str(data_dir),
+        "BTCP_API_KEY": API_KEY,
+        "BTCP_WORKER_PORT": str(worker_port),
+        "BTCP_TRAIN_EPOCHS": "3",
+        "BTCP_SOURCES": "yahoo",
+        "BTCP_WORKER_POLL": "0.2s",
+        **env,
     }
     log = log_path.open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "btc_predictor", "serve", "--port", str(port)],
-        env=environment, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+        env=environment,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

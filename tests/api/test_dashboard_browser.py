@@ -104,7 +104,9 @@ def money(text: str) -> float:
     return float(match.group(1).replace(",", ""))
 
 
-def test_dashboard_loads_cleanly_and_shows_the_data_state(dashboard: Dashboard, server: str) -> None:
+def test_dashboard_loads_cleanly_and_shows_the_data_state(
+    dashboard: Dashboard, server: str
+) -> None:
     asset = requests.get(f"{server}/api/v1/assets", timeout=5).json()[0]
     assert dashboard.problems == []
     assert dashboard.page.locator("#asset").input_value() == "BTC-USD"
@@ -122,13 +124,17 @@ def test_dashboard_loads_cleanly_and_shows_the_data_state(dashboard: Dashboard, 
 
 def drawn_pixels(dashboard: Dashboard, selector: str) -> int:
     """Non-transparent pixels on the chart's canvas (uPlot draws series on one canvas)."""
-    return int(dashboard.page.locator(f"{selector} canvas").evaluate(
-        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
-        ".filter((v, i) => i % 4 === 3 && v > 0).length"
-    ))
+    return int(
+        dashboard.page.locator(f"{selector} canvas").evaluate(
+            "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+            ".filter((v, i) => i % 4 === 3 && v > 0).length"
+        )
+    )
 
 
-def test_chart_draws_the_history_and_forecast_the_api_returns(dashboard: Dashboard, server: str) -> None:
+def test_chart_draws_the_history_and_forecast_the_api_returns(
+    dashboard: Dashboard, server: str
+) -> None:
     chart = dashboard.page.locator("[data-testid=forecast-chart]")
     candles = requests.get(f"{server}/api/v1/assets/BTC-USD/candles?limit=180", timeout=5).json()
     forecast = requests.get(f"{server}/api/v1/forecast?horizon=14", timeout=5).json()
@@ -144,9 +150,13 @@ def test_chart_draws_the_history_and_forecast_the_api_returns(dashboard: Dashboa
     )
 
 
-def test_metrics_card_shows_the_api_forecast_and_the_verdict(dashboard: Dashboard, server: str) -> None:
+def test_metrics_card_shows_the_api_forecast_and_the_verdict(
+    dashboard: Dashboard, server: str
+) -> None:
     forecast = requests.get(f"{server}/api/v1/forecast?horizon=1", timeout=5).json()
-    active = next(v for v in requests.get(f"{server}/api/v1/models", timeout=5).json() if v["active"])
+    active = next(
+        v for v in requests.get(f"{server}/api/v1/models", timeout=5).json() if v["active"]
+    )
     point = forecast["points"][0]
     assert money(dashboard.text("[data-testid=next-day-forecast]")) == round(point["value"], 2)
     low, high = dashboard.text("[data-testid=next-day-interval]").split(" – ")
@@ -172,10 +182,14 @@ def test_mutations_without_or_with_a_wrong_key_explain_why(dashboard: Dashboard)
     page.wait_for_function(
         "() => document.querySelector('[data-testid=training-panel] > .error').textContent.includes('wrong API key')"
     )
-    assert error.inner_text() == "missing or wrong API key (send Authorization: Bearer <BTCP_API_KEY>)"
+    assert (
+        error.inner_text() == "missing or wrong API key (send Authorization: Bearer <BTCP_API_KEY>)"
+    )
 
 
-def test_training_from_the_page_adds_a_version_to_the_table(dashboard: Dashboard, server: str) -> None:
+def test_training_from_the_page_adds_a_version_to_the_table(
+    dashboard: Dashboard, server: str
+) -> None:
     page = dashboard.page
     before = {v["id"] for v in requests.get(f"{server}/api/v1/models", timeout=5).json()}
     page.fill("#api-key", API_KEY)
@@ -183,7 +197,9 @@ def test_training_from_the_page_adds_a_version_to_the_table(dashboard: Dashboard
     assert page.evaluate("sessionStorage.getItem('btcp.apiKey')") == API_KEY
     page.select_option("[data-testid=train-model]", "drift")
     page.click("#train-start")
-    page.wait_for_selector("[data-testid=training-panel][data-job-status='succeeded']", timeout=60_000)
+    page.wait_for_selector(
+        "[data-testid=training-panel][data-job-status='succeeded']", timeout=60_000
+    )
     versions = requests.get(f"{server}/api/v1/models", timeout=5).json()
     (new,) = [v for v in versions if v["id"] not in before]
     row = page.locator(f"[data-testid=model-table] tr[data-version-id='{new['id']}']")
@@ -196,18 +212,30 @@ def test_training_from_the_page_adds_a_version_to_the_table(dashboard: Dashboard
 def train_by_api(server: str) -> dict[str, Any]:
     """Store one more drift version (never promoted) and return it."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    job = requests.post(f"{server}/api/v1/train", json={"model": "drift", "promote": "never"},
-                        headers=auth, timeout=10).json()
+    job = requests.post(
+        f"{server}/api/v1/train",
+        json={"model": "drift", "promote": "never"},
+        headers=auth,
+        timeout=10,
+    ).json()
     deadline = time.monotonic() + 60
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
         job = requests.get(f"{server}/api/v1/jobs/{job['id']}", timeout=5).json()
     assert job["status"] == "succeeded", job
-    return dict(requests.get(f"{server}/api/v1/models/{job['result']['version']}", timeout=5).json())
+    return dict(
+        requests.get(f"{server}/api/v1/models/{job['result']['version']}", timeout=5).json()
+    )
 
 
 def active_id(server: str) -> int:
-    return int(next(v["id"] for v in requests.get(f"{server}/api/v1/models", timeout=5).json() if v["active"]))
+    return int(
+        next(
+            v["id"]
+            for v in requests.get(f"{server}/api/v1/models", timeout=5).json()
+            if v["active"]
+        )
+    )
 
 
 def test_promote_and_roll_back_from_the_model_table(dashboard: Dashboard, server: str) -> None:
@@ -225,13 +253,17 @@ def test_promote_and_roll_back_from_the_model_table(dashboard: Dashboard, server
     assert active_id(server) == stored["id"]
     page.click("#rollback")
     expect(page.locator("[data-testid=active-model]")).to_have_text(f"drift v{before}")
-    expect(page.locator("#models-status")).to_contain_text(f"version {before} (drift) is active again")
+    expect(page.locator("#models-status")).to_contain_text(
+        f"version {before} (drift) is active again"
+    )
     assert active_id(server) == before
     dashboard.settled()
     assert dashboard.problems == []
 
 
-def test_a_backtest_started_from_the_page_is_charted_against_naive(dashboard: Dashboard, server: str) -> None:
+def test_a_backtest_started_from_the_page_is_charted_against_naive(
+    dashboard: Dashboard, server: str
+) -> None:
     page = dashboard.page
     page.fill("#api-key", API_KEY)
     page.click("#key-save")
@@ -268,10 +300,16 @@ def test_an_empty_install_says_what_to_run(browser: Any, empty_server: str) -> N
     try:
         assert board.problems == []
         empty = board.text("[data-testid=forecast-empty]")
-        assert empty == "No data yet: run btc-predictor ingest --asset BTC-USD (or ./run.sh local) to store its daily candles."
+        assert (
+            empty
+            == "No data yet: run btc-predictor ingest --asset BTC-USD (or ./run.sh local) to store its daily candles."
+        )
         assert "No model yet: run btc-predictor train --asset BTC-USD" in board.text("#models-card")
         assert board.text("[data-testid=active-model]") == "none"
-        assert board.page.locator("[data-testid=forecast-chart]").get_attribute("data-history-points") == "0"
+        assert (
+            board.page.locator("[data-testid=forecast-chart]").get_attribute("data-history-points")
+            == "0"
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         board.page.screenshot(path=str(ARTIFACTS / "dashboard-empty.png"), full_page=True)
     finally:

@@ -23,13 +23,20 @@ from tests.factories import FakeSource, make_candles
 def worker(installed: Settings) -> Iterator[Worker]:
     engine = create_db_engine(installed)
     online = FakeSource("yahoo", make_candles(date(2025, 11, 30), 1, price=91_000.0))
-    yield Worker(installed, engine, clock=lambda: NOW, source_factory=lambda spec: online,
-                 executor=SerialExecutor())
+    yield Worker(
+        installed,
+        engine,
+        clock=lambda: NOW,
+        source_factory=lambda spec: online,
+        executor=SerialExecutor(),
+    )
     engine.dispose()
 
 
 def test_train_job_lifecycle(client: TestClient, worker: Worker) -> None:
-    answer = client.post("/api/v1/train", json={"model": "naive", "promote": "always"}, headers=AUTH)
+    answer = client.post(
+        "/api/v1/train", json={"model": "naive", "promote": "always"}, headers=AUTH
+    )
     assert answer.status_code == 202
     job = answer.json()
     assert answer.headers["Location"] == f"/api/v1/jobs/{job['id']}"
@@ -39,7 +46,9 @@ def test_train_job_lifecycle(client: TestClient, worker: Worker) -> None:
     assert done["status"] == "succeeded" and done["progress"] == 1.0
     assert done["result"]["model"] == "naive" and done["result"]["promoted"] is True
     assert client.get("/api/v1/models").json()[0]["model"] == "naive"
-    assert [j["id"] for j in client.get("/api/v1/jobs", params={"kind": "train"}).json()] == [job["id"]]
+    assert [j["id"] for j in client.get("/api/v1/jobs", params={"kind": "train"}).json()] == [
+        job["id"]
+    ]
 
 
 def test_one_training_per_asset_and_model(client: TestClient) -> None:
@@ -63,7 +72,9 @@ def test_bad_training_requests(client: TestClient) -> None:
     assert "lstm" in unknown.json()["detail"]
     extra = client.post("/api/v1/train", json={"modle": "lstm"}, headers=AUTH)
     assert extra.status_code == 422 and extra.json()["errors"][0]["loc"] == "modle"
-    broken = client.post("/api/v1/train", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    broken = client.post(
+        "/api/v1/train", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert broken.status_code == 422
 
 
@@ -94,7 +105,10 @@ def test_refresh_ingests_and_scores_the_ledger(client: TestClient, worker: Worke
     client.get("/api/v1/forecast", params={"horizon": 1})
     job = client.post("/api/v1/assets/BTC-USD/refresh", headers=AUTH)
     assert job.status_code == 202 and job.json()["kind"] == "ingest"
-    assert client.post("/api/v1/assets/DOGE-USD/refresh", headers=AUTH).json()["code"] == "asset_not_found"
+    assert (
+        client.post("/api/v1/assets/DOGE-USD/refresh", headers=AUTH).json()["code"]
+        == "asset_not_found"
+    )
     assert worker.run_once()
     assert client.get(f"/api/v1/jobs/{job.json()['id']}").json()["status"] == "succeeded"
     [entry] = client.get("/api/v1/predictions").json()
@@ -113,7 +127,17 @@ def test_legacy_train_waits_for_the_job(client: TestClient, worker: Worker) -> N
         runner.join(timeout=30)
     body = answer.json()
     assert answer.status_code == 200, body
-    assert {"message", "rmse", "mae", "r2", "model_saved", "mase", "model_version", "promoted", "job_id"} <= body.keys()
+    assert {
+        "message",
+        "rmse",
+        "mae",
+        "r2",
+        "model_saved",
+        "mase",
+        "model_version",
+        "promoted",
+        "job_id",
+    } <= body.keys()
     assert body["model_saved"] is True and body["rmse"] > 0
 
 

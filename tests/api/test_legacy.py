@@ -12,7 +12,14 @@ def test_root_and_health(client: TestClient) -> None:
     assert {"message", "status", "version", "timestamp", "model_status"} <= root.keys()
     assert root["model_status"].startswith("drift v")
     health = client.get("/health").json()
-    assert {"status", "timestamp", "version", "model_ready", "system", "components"} <= health.keys()
+    assert {
+        "status",
+        "timestamp",
+        "version",
+        "model_ready",
+        "system",
+        "components",
+    } <= health.keys()
     assert health["model_ready"] is True and health["status"] == "healthy"
     assert set(health["components"]) == {"database", "model_store", "worker", "data"}
     assert health["components"]["data"]["BTC-USD"]["last_date"] == "2025-11-29"
@@ -35,7 +42,10 @@ def test_predict_keeps_the_original_fields(client: TestClient) -> None:
     body = client.get("/predict").json()
     assert {"current_date", "next_day_prediction", "last_known_price"} <= body.keys()
     assert body["current_date"] == "2025-12-01" and body["last_known_price"] == 90832.0
-    assert body["target_date"] == "2025-11-30" and body["lower"] < body["next_day_prediction"] < body["upper"]
+    assert (
+        body["target_date"] == "2025-11-30"
+        and body["lower"] < body["next_day_prediction"] < body["upper"]
+    )
     assert body["level"] == 90 and body["stale"] is False
     forecast = client.get("/api/v1/forecast", params={"horizon": 1}).json()
     assert forecast["points"][0]["value"] == body["next_day_prediction"]
@@ -46,7 +56,11 @@ def test_evaluate_model_info_monitoring_metrics(client: TestClient) -> None:
     assert evaluation["model_exists"] and evaluation["data_points_used"] == 2890
     assert evaluation["naive_mae"] > 0 and 0.9 < evaluation["mase"] < 1.1
     info = client.get("/model-info").json()
-    assert info["model_exists"] and info["model_path"].endswith("/model.onnx") and info["model"] == "drift"
+    assert (
+        info["model_exists"]
+        and info["model_path"].endswith("/model.onnx")
+        and info["model"] == "drift"
+    )
     # Counters are the process's Prometheus metrics (shared by every app in this test run).
     before = client.get("/monitoring").json()
     client.get("/predict")
@@ -75,16 +89,22 @@ def test_bad_parameters_are_422_with_details(client: TestClient) -> None:
 
 
 def test_request_ids_and_body_cap(client: TestClient) -> None:
-    assert client.get("/health/live", headers={"X-Request-ID": "abc"}).headers["X-Request-ID"] == "abc"
+    assert (
+        client.get("/health/live", headers={"X-Request-ID": "abc"}).headers["X-Request-ID"] == "abc"
+    )
     assert len(client.get("/health/live").headers["X-Request-ID"]) == 32
-    big = client.post("/api/v1/train", content=b"x" * 70_000, headers={**AUTH, "Content-Type": "application/json"})
+    big = client.post(
+        "/api/v1/train", content=b"x" * 70_000, headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert big.status_code == 413 and big.json()["code"] == "too_large"
 
     def chunks():  # no Content-Length: the cap must hold while the body streams in
         for _ in range(10):
             yield b" " * 10_000
 
-    chunked = client.post("/api/v1/train", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    chunked = client.post(
+        "/api/v1/train", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert "content-length" not in {k.lower() for k in chunked.request.headers}
     assert chunked.status_code == 413, chunked.text
     assert chunked.json()["code"] == "too_large"

@@ -23,8 +23,10 @@ def request_series() -> set[tuple[str, str, str]]:
 
 def random_path(rng: random.Random) -> str:
     """A path no route serves (random segments, sometimes with a query or odd bytes)."""
-    segments = ["".join(rng.choices(string.ascii_letters + string.digits + "-_.~%", k=rng.randint(1, 12)))
-                for _ in range(rng.randint(1, 4))]
+    segments = [
+        "".join(rng.choices(string.ascii_letters + string.digits + "-_.~%", k=rng.randint(1, 12)))
+        for _ in range(rng.randint(1, 4))
+    ]
     return "/" + "/".join(segments) + (f"?q={rng.random()}" if rng.random() < 0.3 else "")
 
 
@@ -59,16 +61,28 @@ def test_metrics_exposition_has_the_original_names_and_forecast_health(client: T
     text = client.get("/metrics").text
     names = {family.name for family in text_string_to_metric_families(text)}
     original = {
-        "bitcoin_lstm_requests", "bitcoin_lstm_request_duration_seconds",
-        "bitcoin_lstm_predictions", "bitcoin_lstm_training_duration_seconds",
-        "bitcoin_lstm_cpu_usage_percent", "bitcoin_lstm_memory_usage_bytes",
+        "bitcoin_lstm_requests",
+        "bitcoin_lstm_request_duration_seconds",
+        "bitcoin_lstm_predictions",
+        "bitcoin_lstm_training_duration_seconds",
+        "bitcoin_lstm_cpu_usage_percent",
+        "bitcoin_lstm_memory_usage_bytes",
         "bitcoin_lstm_model_r2_score",
     }
     assert original <= names
-    health = {"bitcoin_lstm_model_mase", "bitcoin_lstm_model_info", "bitcoin_lstm_last_price",
-              "bitcoin_lstm_forecast", "bitcoin_lstm_data_age_seconds", "bitcoin_lstm_alert_threshold"}
+    health = {
+        "bitcoin_lstm_model_mase",
+        "bitcoin_lstm_model_info",
+        "bitcoin_lstm_last_price",
+        "bitcoin_lstm_forecast",
+        "bitcoin_lstm_data_age_seconds",
+        "bitcoin_lstm_alert_threshold",
+    }
     assert health <= names
     assert 'bitcoin_lstm_model_info{asset="BTC-USD",model="drift",version="1"} 1.0' in text
-    buckets = [line for line in text.splitlines()
-               if line.startswith('bitcoin_lstm_request_duration_seconds_bucket{endpoint="/predict"')]
+    buckets = [
+        line
+        for line in text.splitlines()
+        if line.startswith('bitcoin_lstm_request_duration_seconds_bucket{endpoint="/predict"')
+    ]
     assert 'le="0.0005"' in buckets[0]  # buckets resolve a sub-millisecond service

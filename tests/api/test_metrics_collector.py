@@ -43,11 +43,19 @@ def test_health_gauges_come_from_the_database(served: Settings, engine: Engine) 
     info = families["bitcoin_lstm_model_info"]
     assert info == [({"asset": "BTC-USD", "model": "naive", "version": "1"}, 1.0)]
     last_day = date(2024, 1, 1) + timedelta(days=699)
-    age = (NOW - datetime.combine(last_day + timedelta(days=1), datetime.min.time(), NOW.tzinfo))
-    assert families["bitcoin_lstm_data_age_seconds"] == [({"asset": "BTC-USD"}, age.total_seconds())]
+    age = NOW - datetime.combine(last_day + timedelta(days=1), datetime.min.time(), NOW.tzinfo)
+    assert families["bitcoin_lstm_data_age_seconds"] == [
+        ({"asset": "BTC-USD"}, age.total_seconds())
+    ]
     bounds = {(s["horizon"], s["bound"]): v for s, v in families["bitcoin_lstm_forecast"]}
-    assert bounds == {("1", "point"): 101.0, ("1", "lower"): 90.0, ("1", "upper"): 111.0,
-                      ("7", "point"): 107.0, ("7", "lower"): 90.0, ("7", "upper"): 117.0}
+    assert bounds == {
+        ("1", "point"): 101.0,
+        ("1", "lower"): 90.0,
+        ("1", "upper"): 111.0,
+        ("7", "point"): 107.0,
+        ("7", "lower"): 90.0,
+        ("7", "upper"): 117.0,
+    }
     errors = {s["model"]: v for s, v in families["bitcoin_lstm_live_abs_error"]}
     assert errors == {"lstm": 8.0, "naive": 10.0}
     coverage = families["bitcoin_lstm_live_interval_coverage"]
@@ -61,7 +69,8 @@ def test_health_gauges_survive_a_database_outage(sqlite_settings: Settings) -> N
     from sqlalchemy import create_engine
 
     broken = create_engine("sqlite:////nonexistent/dir/db.sqlite")
-    families = scrape(HealthCollector(sqlite_settings, broken, forecast=lambda r, n: {},
-                                      clock=lambda: NOW))
+    families = scrape(
+        HealthCollector(sqlite_settings, broken, forecast=lambda r, n: {}, clock=lambda: NOW)
+    )
     assert len(families["bitcoin_lstm_alert_threshold"]) == 7  # thresholds still answer
     assert families["bitcoin_lstm_last_price"] == []

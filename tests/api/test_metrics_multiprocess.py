@@ -24,8 +24,11 @@ def two_workers(installed: Settings, tmp_path: Path) -> Iterator[tuple[str, int]
     """``serve --workers 2`` (embedded job worker on) over the installed data; (url, pid)."""
     port = free_port()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BTCP_DATA_DIR": str(installed.data_dir),
-        "BTCP_API_KEY": API_KEY, "BTCP_WORKER_PORT": str(free_port()), "BTCP_SOURCES": "yahoo",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BTCP_DATA_DIR": str(installed.data_dir),
+        "BTCP_API_KEY": API_KEY,
+        "BTCP_WORKER_PORT": str(free_port()),
+        "BTCP_SOURCES": "yahoo",
         "BTCP_YAHOO_URL": f"http://127.0.0.1:{free_port()}",  # refused at once: no network
         "BTCP_SOURCE_RETRIES": "0",
     }
@@ -33,7 +36,10 @@ def two_workers(installed: Settings, tmp_path: Path) -> Iterator[tuple[str, int]
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "btc_predictor", "serve", "--port", str(port), "--workers", "2"],
-            env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -49,7 +55,9 @@ def scrape(url: str) -> dict[str, float]:
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text):
         for sample in family.samples:
-            key = sample.name + (f"|{sample.labels['endpoint']}" if "endpoint" in sample.labels else "")
+            key = sample.name + (
+                f"|{sample.labels['endpoint']}" if "endpoint" in sample.labels else ""
+            )
             sums[key] = sums.get(key, 0.0) + sample.value
     return sums
 

@@ -22,7 +22,11 @@ SKIP = {("POST", "/train")}
 def operations(installed: Settings) -> list[schemathesis.schemas.APIOperation]:
     app = create_app(installed, clock=lambda: NOW)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    return [r.ok() for r in schema.get_all_operations() if (r.ok().method.upper(), r.ok().path) not in SKIP]
+    return [
+        r.ok()
+        for r in schema.get_all_operations()
+        if (r.ok().method.upper(), r.ok().path) not in SKIP
+    ]
 
 
 def test_every_operation_honours_its_schema(installed: Settings) -> None:
@@ -32,9 +36,16 @@ def test_every_operation_honours_its_schema(installed: Settings) -> None:
     for op in ops:
 
         @given(case=op.as_strategy(), data=st.data())
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         def check(case: schemathesis.Case, data: st.DataObject) -> None:
-            case.call_and_validate(headers=AUTH, excluded_checks=[schemathesis.checks.negative_data_rejection])
+            case.call_and_validate(
+                headers=AUTH, excluded_checks=[schemathesis.checks.negative_data_rejection]
+            )
 
         try:
             check()

@@ -52,7 +52,13 @@ def test_ui_redirects_to_the_index_page(client: TestClient) -> None:
     page = client.get("/ui/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    for testid in ("forecast-chart", "metrics-card", "model-table", "training-panel", "ledger-table"):
+    for testid in (
+        "forecast-chart",
+        "metrics-card",
+        "model-table",
+        "training-panel",
+        "ledger-table",
+    ):
         assert f'data-testid="{testid}"' in page.text
 
 
@@ -96,7 +102,9 @@ def test_every_file_the_page_and_its_modules_reference_is_served(empty_client: T
 def test_the_dashboard_needs_no_network(empty_client: TestClient) -> None:
     own = [UI_DIR / "index.html", UI_DIR / "style.css", *sorted((UI_DIR / "js").glob("*.js"))]
     for path in own:
-        assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", path.read_text()), f"{path.name} loads from a URL"
+        assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", path.read_text()), (
+            f"{path.name} loads from a URL"
+        )
     assert empty_client.get("/ui/vendor/uplot/uPlot.iife.min.js").text.startswith(
         f"/*! https://github.com/leeoniya/uPlot (v{UPLOT_VERSION}) */"
     )
@@ -105,7 +113,9 @@ def test_the_dashboard_needs_no_network(empty_client: TestClient) -> None:
 
 def test_readme_names_the_vendored_chart_library_and_version() -> None:
     section = (REPO / "README.md").read_text().split("## Web dashboard", 1)[1].split("\n## ", 1)[0]
-    assert re.search(rf"uPlot(\]\([^)]+\))? {re.escape(UPLOT_VERSION)}", section) and "/ui" in section
+    assert (
+        re.search(rf"uPlot(\]\([^)]+\))? {re.escape(UPLOT_VERSION)}", section) and "/ui" in section
+    )
 
 
 def test_training_and_backtest_forms_offer_exactly_the_api_models(empty_client: TestClient) -> None:
@@ -122,7 +132,6 @@ def test_unknown_ui_files_get_the_api_error_shape(empty_client: TestClient) -> N
 def test_the_dashboard_is_not_part_of_the_api_schema(empty_client: TestClient) -> None:
     paths = empty_client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/ui")]
-
 
 
 def test_dashboard_files_are_counted_under_one_route_template(empty_client: TestClient) -> None:

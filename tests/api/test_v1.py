@@ -32,7 +32,9 @@ def test_assets_and_candles(client: TestClient) -> None:
     assert (btc["asset"], btc["rows"], btc["last"]) == ("BTC-USD", 4020, "2025-11-29")
     candles = client.get("/api/v1/assets/BTC-USD/candles", params={"limit": 3}).json()
     assert [c["date"] for c in candles] == ["2025-11-27", "2025-11-28", "2025-11-29"]
-    ranged = client.get("/api/v1/assets/BTC-USD/candles", params={"start": "2024-01-01", "end": "2024-01-03"}).json()
+    ranged = client.get(
+        "/api/v1/assets/BTC-USD/candles", params={"start": "2024-01-01", "end": "2024-01-03"}
+    ).json()
     assert [c["date"] for c in ranged] == ["2024-01-01", "2024-01-02"]
     missing = client.get("/api/v1/assets/DOGE-USD/candles")
     assert missing.status_code == 404 and missing.json()["code"] == "asset_not_found"
@@ -45,7 +47,9 @@ def test_models_promote_and_rollback(client: TestClient, installed) -> None:
     from tests.conftest import NOW
 
     engine = create_db_engine(installed)
-    naive = train(installed, engine, TrainRequest(model="naive", promote="never"), now=NOW)["version"]
+    naive = train(installed, engine, TrainRequest(model="naive", promote="never"), now=NOW)[
+        "version"
+    ]
     engine.dispose()
     models = client.get("/api/v1/models").json()
     assert [(m["model"], m["active"]) for m in models] == [("naive", False), ("drift", True)]
@@ -55,7 +59,10 @@ def test_models_promote_and_rollback(client: TestClient, installed) -> None:
     assert promoted["active"] and promoted["model"] == "naive"
     # The process that promoted serves the new version from the very next request.
     assert client.get("/predict").json()["model_version"] == naive
-    assert client.get(f"/api/v1/models/{naive}").json()["promotions"][0]["reason"] == "promoted by hand (api)"
+    assert (
+        client.get(f"/api/v1/models/{naive}").json()["promotions"][0]["reason"]
+        == "promoted by hand (api)"
+    )
     back = client.post("/api/v1/models/BTC-USD/rollback", headers=AUTH).json()
     assert back["model"] == "drift"
     assert client.get("/predict").json()["model_version"] == back["id"]

@@ -37,30 +37,64 @@ def db_fingerprint(env: dict[str, str]) -> str:
 
 @pytest.fixture
 def seeded(env: dict[str, str], shared_data: Path) -> dict[str, str]:
-    code, _out, err = run(env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json")
+    code, _out, err = run(
+        env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json"
+    )
     assert code == 0, err
     return env
 
 
 def test_ingest_json_is_exactly_one_object(seeded: dict[str, str], shared_data: Path) -> None:
-    code, out, _ = run(seeded, "ingest", "--asset", "ETH-USD", "--path", str(shared_data / "Bitstamp_ETHUSD_d.csv"), "--json")
+    code, out, _ = run(
+        seeded,
+        "ingest",
+        "--asset",
+        "ETH-USD",
+        "--path",
+        str(shared_data / "Bitstamp_ETHUSD_d.csv"),
+        "--json",
+    )
     assert code == 0
     report = json.loads(out)
-    required = {"asset", "source", "fetched", "inserted", "updated", "rejected", "rejected_examples", "fixed_volume", "gaps", "first", "last"}
+    required = {
+        "asset",
+        "source",
+        "fetched",
+        "inserted",
+        "updated",
+        "rejected",
+        "rejected_examples",
+        "fixed_volume",
+        "gaps",
+        "first",
+        "last",
+    }
     assert required <= report.keys()
-    assert (report["asset"], report["source"], report["inserted"], report["rejected"]) == ("ETH-USD", "csv", 1437, 988)
+    assert (report["asset"], report["source"], report["inserted"], report["rejected"]) == (
+        "ETH-USD",
+        "csv",
+        1437,
+        988,
+    )
 
 
 def test_data_status_json(seeded: dict[str, str]) -> None:
     code, out, _ = run(seeded, "data", "status", "--asset", "BTC-USD", "--json")
     status = json.loads(out)
-    assert code == 0 and (status["rows"], status["first"], status["last"], status["gaps"]) == (4020, "2014-11-28", "2025-11-29", [])
+    assert code == 0 and (status["rows"], status["first"], status["last"], status["gaps"]) == (
+        4020,
+        "2014-11-28",
+        "2025-11-29",
+        [],
+    )
     assert status["sources"] == ["csv"] and status["latest_age_seconds"] > 0
     code, out, _ = run(seeded, "data", "status", "--json")
     assert [row["asset"] for row in json.loads(out)] == ["BTC-USD"]
 
 
-def test_human_report_mentions_fixes_and_the_dropped_row(seeded: dict[str, str], shared_data: Path) -> None:
+def test_human_report_mentions_fixes_and_the_dropped_row(
+    seeded: dict[str, str], shared_data: Path
+) -> None:
     code, out, _ = run(seeded, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"))
     assert code == 0 and "fixed volume" in out and "1180" in out and "2025-11-30" in out
 
@@ -83,7 +117,10 @@ BAD_CSV = {
         (["ingest", "--path", "{tmp}/columns.csv"], "missing column(s) high, low, close"),
         (["ingest", "--path", "{tmp}/number.csv"], "number.csv:3: low `x1` is not a number"),
         (["ingest", "--source", "ftp", "--path", "{tmp}/number.csv"], "unknown source `ftp`"),
-        (["ingest", "--asset", "bitcoin", "--path", "{tmp}/number.csv"], "asset `bitcoin` is not of the form BASE-QUOTE"),
+        (
+            ["ingest", "--asset", "bitcoin", "--path", "{tmp}/number.csv"],
+            "asset `bitcoin` is not of the form BASE-QUOTE",
+        ),
         (["ingest", "--since", "yesterday"], "--since `yesterday` is not a date"),
         (["data", "status", "--asset", "DOGE-USD"], "asset DOGE-USD is neither tracked nor stored"),
     ],
@@ -103,15 +140,31 @@ def test_bad_input_exits_2_with_one_line_and_loses_nothing(
 
 def test_bad_setting_is_one_line(env: dict[str, str]) -> None:
     code, _, err = run({**env, "BTCP_MAX_DATA_AGE": "soon"}, "data", "status")
-    assert code == 2 and err.startswith("error: invalid setting BTCP_MAX_DATA_AGE") and err.count("\n") == 1
+    assert (
+        code == 2
+        and err.startswith("error: invalid setting BTCP_MAX_DATA_AGE")
+        and err.count("\n") == 1
+    )
 
 
 def test_module_entry_point_and_debug_traceback(env: dict[str, str], tmp_path: Path) -> None:
     base = [sys.executable, "-m", "btc_predictor"]
     full_env = {**env, "PATH": "/usr/bin:/bin"}
-    plain = subprocess.run([*base, "ingest", "--path", str(tmp_path / "nope.csv")], env=full_env, capture_output=True, text=True, check=False)
+    plain = subprocess.run(
+        [*base, "ingest", "--path", str(tmp_path / "nope.csv")],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert plain.returncode == 2 and plain.stderr.strip().endswith("nope.csv: no such file")
-    debug = subprocess.run([*base, "--debug", "ingest", "--path", str(tmp_path / "nope.csv")], env=full_env, capture_output=True, text=True, check=False)
+    debug = subprocess.run(
+        [*base, "--debug", "ingest", "--path", str(tmp_path / "nope.csv")],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "DataFileError" in debug.stderr
 
 
@@ -125,8 +178,24 @@ def test_train_predict_models_round_trip(seeded: dict[str, str], tmp_path: Path)
     code, out, _ = run(seeded, "models", "list", "--json")
     assert code == 0 and [(m["id"], m["active"]) for m in json.loads(out)] == [(version, True)]
     code, out, _ = run(seeded, "models", "export", str(version), str(tmp_path / "export"))
-    assert code == 0 and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["meta.json", "model.onnx", "weights.safetensors"]
-    code, out, _ = run(seeded, "backtest", "--model", "naive", "--days", "60", "--horizon", "2", "--json", "--plot", str(tmp_path / "bt.png"))
+    assert code == 0 and sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "meta.json",
+        "model.onnx",
+        "weights.safetensors",
+    ]
+    code, out, _ = run(
+        seeded,
+        "backtest",
+        "--model",
+        "naive",
+        "--days",
+        "60",
+        "--horizon",
+        "2",
+        "--json",
+        "--plot",
+        str(tmp_path / "bt.png"),
+    )
     assert code == 0 and json.loads(out)["horizons"][0]["n"] == 60
     assert (tmp_path / "bt.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -134,7 +203,10 @@ def test_train_predict_models_round_trip(seeded: dict[str, str], tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--model", "prophet"], "unknown model `prophet`; valid models: naive, drift, seed-lstm"),
+        (
+            ["train", "--model", "prophet"],
+            "unknown model `prophet`; valid models: naive, drift, seed-lstm",
+        ),
         (["train", "--asset", "DOGE-USD", "--model", "naive"], "no data for DOGE-USD"),
         (["train", "--model", "naive", "--start", "2025-10-01"], "needs at least 295"),
         (["predict", "--horizon", "0"], "horizon 0 is out of range (1..30)"),
@@ -145,7 +217,9 @@ def test_train_predict_models_round_trip(seeded: dict[str, str], tmp_path: Path)
         (["backtest", "--days", "5000", "--model", "naive"], "leaves no history to fit on"),
     ],
 )
-def test_forecasting_bad_input_exits_2(seeded: dict[str, str], args: list[str], message: str) -> None:
+def test_forecasting_bad_input_exits_2(
+    seeded: dict[str, str], args: list[str], message: str
+) -> None:
     before = db_fingerprint(seeded)
     code, _out, err = run(seeded, *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err

@@ -17,7 +17,10 @@ def workflow() -> dict[str, Any]:
 
 
 def _steps_text(job: dict[str, Any]) -> list[str]:
-    return [str(step.get("run", "")) + str(step.get("uses", "")) + str(step.get("with", "")) for step in job["steps"]]
+    return [
+        str(step.get("run", "")) + str(step.get("uses", "")) + str(step.get("with", ""))
+        for step in job["steps"]
+    ]
 
 
 def test_runs_on_push_and_pull_request(workflow: dict[str, Any]) -> None:
@@ -57,6 +60,10 @@ def test_the_test_job_installs_the_apt_packages_of_ci_run(workflow: dict[str, An
 def test_the_images_job_builds_both_targets(workflow: dict[str, Any]) -> None:
     job = workflow["jobs"]["images"]
     assert set(job["strategy"]["matrix"]["target"]) == {"api", "worker"}
-    build = next(step for step in job["steps"] if str(step.get("uses", "")).startswith("docker/build-push-action"))
+    build = next(
+        step
+        for step in job["steps"]
+        if str(step.get("uses", "")).startswith("docker/build-push-action")
+    )
     assert build["with"]["target"] == "${{ matrix.target }}"
     assert build["with"]["push"] is False

@@ -42,11 +42,20 @@ def compose(*files: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Com
     for file in files:
         args += ["-f", str(file)]
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **env}
-    return subprocess.run([*args, "config", "-q"], env=full_env, capture_output=True, text=True,
-                          timeout=60, check=False, cwd=REPO)
+    return subprocess.run(
+        [*args, "config", "-q"],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
 
 
-@pytest.mark.parametrize("files", [(COMPOSE_FILE,), (COMPOSE_FILE, DEPLOY_FILE)], ids=["local", "deploy"])
+@pytest.mark.parametrize(
+    "files", [(COMPOSE_FILE,), (COMPOSE_FILE, DEPLOY_FILE)], ids=["local", "deploy"]
+)
 def test_docker_compose_accepts_the_files(files: tuple[Path, ...], tmp_path: Path) -> None:
     done = compose(*files, env=TEST_ENV, tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -61,7 +70,9 @@ def test_compose_refuses_to_run_without_each_secret(secret: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("variable", ["DOMAIN", "PROMETHEUS_BASIC_AUTH"])
-def test_the_deploy_file_requires_a_domain_and_prometheus_auth(variable: str, tmp_path: Path) -> None:
+def test_the_deploy_file_requires_a_domain_and_prometheus_auth(
+    variable: str, tmp_path: Path
+) -> None:
     env = {k: v for k, v in TEST_ENV.items() if k != variable}
     assert compose(COMPOSE_FILE, env=env, tmp_path=tmp_path).returncode == 0  # local: not needed
     done = compose(COMPOSE_FILE, DEPLOY_FILE, env=env, tmp_path=tmp_path)
@@ -131,22 +142,35 @@ def test_postgres_keeps_its_data_in_a_named_volume(services: dict[str, Any]) -> 
     assert "pgdata" in load_yaml(COMPOSE_FILE)["volumes"]
 
 
-def test_monitoring_files_are_mounted_where_the_monitoring_config_expects(services: dict[str, Any]) -> None:
-    prometheus, alertmanager, grafana = (services[n] for n in ("prometheus", "alertmanager", "grafana"))
+def test_monitoring_files_are_mounted_where_the_monitoring_config_expects(
+    services: dict[str, Any],
+) -> None:
+    prometheus, alertmanager, grafana = (
+        services[n] for n in ("prometheus", "alertmanager", "grafana")
+    )
     assert "./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
     assert "./monitoring/alerts.yml:/etc/prometheus/alerts.yml:ro" in prometheus["volumes"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert "./monitoring/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
     assert alertmanager["entrypoint"] == ["/bin/sh", "/etc/alertmanager/entrypoint.sh"]
     assert set(alertmanager["environment"]) == {
-        "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD", "ALERT_EMAIL_TO", "ALERT_SMTP_FROM",
-        "ALERT_SMTP_SMARTHOST", "ALERT_SMTP_USERNAME"}
+        "ALERT_SLACK_WEBHOOK_URL",
+        "ALERT_SMTP_PASSWORD",
+        "ALERT_EMAIL_TO",
+        "ALERT_SMTP_FROM",
+        "ALERT_SMTP_SMARTHOST",
+        "ALERT_SMTP_USERNAME",
+    }
     assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
     assert "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
-    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith(
+        "${GRAFANA_ADMIN_PASSWORD:?"
+    )
 
 
-def test_the_domain_deploy_routes_through_traefik(services: dict[str, Any], deploy_services: dict[str, Any]) -> None:
+def test_the_domain_deploy_routes_through_traefik(
+    services: dict[str, Any], deploy_services: dict[str, Any]
+) -> None:
     deploy = load_yaml(DEPLOY_FILE)
     network = deploy["networks"]["traefik"]
     assert network == {"external": True, "name": "${TRAEFIK_NETWORK:-dokploy-network}"}
@@ -178,7 +202,10 @@ def test_the_domain_deploy_routes_through_traefik(services: dict[str, Any], depl
     command = deploy_services["prometheus"]["command"]
     # Grafana's datasource is http://prometheus:9090: the route prefix must stay `/`.
     assert "--web.route-prefix=/" in command
-    assert any(re.fullmatch(r"--web\.external-url=https://\$\{DOMAIN[^}]*\}/prometheus/", c) for c in command)
+    assert any(
+        re.fullmatch(r"--web\.external-url=https://\$\{DOMAIN[^}]*\}/prometheus/", c)
+        for c in command
+    )
     # The override repeats every base flag (Compose replaces `command` wholesale).
     assert set(services["prometheus"]["command"]) <= set(command)
 
@@ -219,9 +246,18 @@ def test_env_example_documents_every_variable_and_holds_no_secret() -> None:
         match = re.match(r"^#?\s*(\w+)=(.*)$", line)
         if match:
             documented[match[1]] = match[2]
-    used = {m["name"] for path in (COMPOSE_FILE, DEPLOY_FILE) for m in _interpolations(path.read_text())}
-    assert used - set(documented) == set(), "variables used by Compose but missing from .env.example"
-    for name in (*SECRETS, "PROMETHEUS_BASIC_AUTH", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"):
+    used = {
+        m["name"] for path in (COMPOSE_FILE, DEPLOY_FILE) for m in _interpolations(path.read_text())
+    }
+    assert used - set(documented) == set(), (
+        "variables used by Compose but missing from .env.example"
+    )
+    for name in (
+        *SECRETS,
+        "PROMETHEUS_BASIC_AUTH",
+        "ALERT_SLACK_WEBHOOK_URL",
+        "ALERT_SMTP_PASSWORD",
+    ):
         assert documented[name] == "", f".env.example must not carry a value for {name}"
     # Defaults in .env.example agree with the files' own defaults.
     for match in _interpolations(COMPOSE_FILE.read_text()):

@@ -11,7 +11,9 @@ import pytest
 
 from tests.deploy.common import DOCKERFILE, REPO
 
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL", re.I)
+SECRET_NAME = re.compile(
+    r"PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL", re.I
+)
 
 
 @dataclass
@@ -105,13 +107,17 @@ def test_final_stages_run_as_a_non_root_user(stages: dict[str, Stage]) -> None:
 
 
 @pytest.mark.parametrize(("target", "port"), [("api", "8000"), ("worker", "9101")])
-def test_final_stages_check_their_health_and_start_the_service(stages: dict[str, Stage], target: str, port: str) -> None:
+def test_final_stages_check_their_health_and_start_the_service(
+    stages: dict[str, Stage], target: str, port: str
+) -> None:
     healthcheck = stages[target].args("HEALTHCHECK")
     assert len(healthcheck) == 1
     command = json.loads(healthcheck[0].split("CMD", 1)[1])
     assert command[:2] == ["python", "-c"] and "/health/live" in command[2]
     assert port in command[2]
-    entry = json.loads(stages[target].args("ENTRYPOINT")[-1]) + json.loads(stages[target].args("CMD")[-1])
+    entry = json.loads(stages[target].args("ENTRYPOINT")[-1]) + json.loads(
+        stages[target].args("CMD")[-1]
+    )
     env = env_of(stages, target)
     if target == "api":
         assert entry == ["btc-predictor", "serve", "--host", "0.0.0.0", "--port", "8000"]
@@ -127,7 +133,9 @@ def test_no_secret_is_baked_into_an_image() -> None:
     instructions = preamble + [i for s in stages.values() for i in s.instructions]
     for keyword, rest in instructions:
         if keyword in ("ENV", "ARG"):
-            names = re.findall(r"(?:^|\s)(\w+)=", rest) if keyword == "ENV" else [rest.split("=")[0]]
+            names = (
+                re.findall(r"(?:^|\s)(\w+)=", rest) if keyword == "ENV" else [rest.split("=")[0]]
+            )
             assert names, f"{keyword} {rest}"
             for name in names:
                 assert not SECRET_NAME.search(name), f"{keyword} {rest}: secrets come at run time"
@@ -136,10 +144,24 @@ def test_no_secret_is_baked_into_an_image() -> None:
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
-    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
-    assert {".venv", "data", ".git", ".env", "bench", ".pytest_cache", ".mypy_cache", "tests",
-            "**/__pycache__", "**/*.db", ".artifacts"} <= ignored
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {
+        ".venv",
+        "data",
+        ".git",
+        ".env",
+        "bench",
+        ".pytest_cache",
+        ".mypy_cache",
+        "tests",
+        "**/__pycache__",
+        "**/*.db",
+        ".artifacts",
+    } <= ignored
     # ...but never what the builder copies.
     for needed in ("src", "migrations", "pyproject.toml", "README.md"):
         assert needed not in ignored

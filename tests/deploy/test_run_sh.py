@@ -13,7 +13,9 @@ import pytest
 
 from tests.deploy.common import REPO, TEST_ENV
 
-SECRETS_ENV = {k: TEST_ENV[k] for k in ("BTCP_API_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")}
+SECRETS_ENV = {
+    k: TEST_ENV[k] for k in ("BTCP_API_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+}
 # What run.sh needs from the system besides docker (kept minimal so "no docker" is real).
 TOOLS = ("bash", "dirname", "sed", "cat")
 FAKE = """#!/bin/sh
@@ -30,11 +32,24 @@ class Sandbox:
     bin: Path
     log: Path
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full_env = {"PATH": str(self.bin), "HOME": str(self.root), **(SECRETS_ENV if env is None else env)}
-        return subprocess.run([str(self.bin / "bash"), str(self.root / "run.sh"), *args], env=full_env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                              check=False, cwd=self.root)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            "PATH": str(self.bin),
+            "HOME": str(self.root),
+            **(SECRETS_ENV if env is None else env),
+        }
+        return subprocess.run(
+            [str(self.bin / "bash"), str(self.root / "run.sh"), *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=self.root,
+        )
 
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
@@ -113,7 +128,10 @@ def test_deploy_uses_the_deploy_file_and_exports_the_domain(sandbox: Sandbox) ->
     env = {**SECRETS_ENV, "PROMETHEUS_BASIC_AUTH": TEST_ENV["PROMETHEUS_BASIC_AUTH"]}
     done = sandbox.run("deploy", "Example.COM", env=env)
     assert done.returncode == 0, done.stderr
-    assert "https://example.com/grafana" in done.stdout and "https://example.com/prometheus" in done.stdout
+    assert (
+        "https://example.com/grafana" in done.stdout
+        and "https://example.com/prometheus" in done.stdout
+    )
     assert sandbox.calls() == [
         "docker DOMAIN= compose version",
         # The external Traefik network must exist before Compose is asked to join it.
@@ -130,9 +148,21 @@ def test_deploy_checks_the_configured_traefik_network(sandbox: Sandbox) -> None:
     assert not [c for c in sandbox.calls() if " up " in c]
 
 
-@pytest.mark.parametrize("domain", ["", "https://example.com", "example.com/api", "example.com:8443",
-                                    "localhost", "-bad.example.com", "exa_mple.com", "a..b.com",
-                                    "example.com; rm -rf /", "x" * 64 + ".com"])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "",
+        "https://example.com",
+        "example.com/api",
+        "example.com:8443",
+        "localhost",
+        "-bad.example.com",
+        "exa_mple.com",
+        "a..b.com",
+        "example.com; rm -rf /",
+        "x" * 64 + ".com",
+    ],
+)
 def test_deploy_rejects_what_is_not_a_domain(sandbox: Sandbox, domain: str) -> None:
     sandbox.fake("docker")
     env = {**SECRETS_ENV, "PROMETHEUS_BASIC_AUTH": "x"}
@@ -153,7 +183,10 @@ def test_a_missing_secret_stops_before_compose(sandbox: Sandbox, missing: str) -
     sandbox.fake("docker")
     env = {k: v for k, v in SECRETS_ENV.items() if k != missing}
     message = one_line_error(sandbox.run("start", env=env))
-    assert message == f"run.sh: {missing} is not set and there is no .env: cp .env.example .env and fill in the secrets"
+    assert (
+        message
+        == f"run.sh: {missing} is not set and there is no .env: cp .env.example .env and fill in the secrets"
+    )
     # With a .env that leaves it empty (a fresh copy of .env.example), the message points there.
     shutil.copy2(sandbox.root / ".env.example", sandbox.root / ".env")
     message = one_line_error(sandbox.run("start", env={}))
@@ -165,7 +198,8 @@ def test_secrets_from_env_file_are_accepted(sandbox: Sandbox) -> None:
     sandbox.fake("docker")
     (sandbox.root / ".env").write_text(
         "# comment\nBTCP_API_KEY=abc\nexport POSTGRES_PASSWORD='p$w'\n  GRAFANA_ADMIN_PASSWORD=\"g\"  \n"
-        "API_PUBLISH=0.0.0.0:8080\n")
+        "API_PUBLISH=0.0.0.0:8080\n"
+    )
     done = sandbox.run("start", env={})
     assert done.returncode == 0, done.stderr
     assert "http://localhost:8080" in done.stdout
@@ -177,12 +211,23 @@ def test_clean_refuses_without_a_terminal_unless_yes(sandbox: Sandbox) -> None:
     assert "--yes" in message and "not a terminal" in message
     assert not [c for c in sandbox.calls() if " down" in c]
     assert sandbox.run("clean", "--yes").returncode == 0
-    assert sandbox.calls()[-1] == "docker DOMAIN= compose -f docker-compose.yml down -v --remove-orphans"
+    assert (
+        sandbox.calls()[-1]
+        == "docker DOMAIN= compose -f docker-compose.yml down -v --remove-orphans"
+    )
     assert one_line_error(sandbox.run("clean", "--force"))
 
 
 def test_usage_lists_every_verb(sandbox: Sandbox) -> None:
     done = sandbox.run()
     assert done.returncode == 2
-    for verb in ("local", "test", "start", "stop", "logs [SERVICE]", "clean [--yes]", "deploy DOMAIN"):
+    for verb in (
+        "local",
+        "test",
+        "start",
+        "stop",
+        "logs [SERVICE]",
+        "clean [--yes]",
+        "deploy DOMAIN",
+    ):
         assert f"./run.sh {verb}" in done.stdout, verb

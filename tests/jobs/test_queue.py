@@ -18,20 +18,40 @@ from btc_predictor.jobs import queue as jobs
 from btc_predictor.storage.db import create_db_engine
 from tests.conftest import NOW
 
-JOB_KEYS = {"id", "kind", "status", "progress", "message", "params", "created_at", "started_at", "finished_at", "result", "error"}
+JOB_KEYS = {
+    "id",
+    "kind",
+    "status",
+    "progress",
+    "message",
+    "params",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "error",
+}
 MINUTE = timedelta(minutes=1)
 
 
 def ended(kind: str, status: str) -> float:
     """Current value of bitcoin_lstm_jobs_total{kind, status}."""
-    return REGISTRY.get_sample_value("bitcoin_lstm_jobs_total", {"kind": kind, "status": status}) or 0.0
+    return (
+        REGISTRY.get_sample_value("bitcoin_lstm_jobs_total", {"kind": kind, "status": status})
+        or 0.0
+    )
 
 
 def test_enqueue_get_and_json_shape(engine: Engine) -> None:
     job = jobs.enqueue(engine, kind="backtest", params={"asset": "BTC-USD", "days": 30}, now=NOW)
     assert job.keys() == JOB_KEYS
     assert uuid.UUID(job["id"]).version == 4
-    assert (job["kind"], job["status"], job["progress"], job["params"]) == ("backtest", "queued", 0.0, {"asset": "BTC-USD", "days": 30})
+    assert (job["kind"], job["status"], job["progress"], job["params"]) == (
+        "backtest",
+        "queued",
+        0.0,
+        {"asset": "BTC-USD", "days": 30},
+    )
     assert job["created_at"] == "2025-12-01T06:00:00+00:00"
     assert job["started_at"] is job["finished_at"] is job["result"] is job["error"] is None
     assert jobs.get_job(engine, job["id"]) == job
@@ -53,11 +73,21 @@ def test_unknown_kind_is_rejected(sqlite_settings: Settings) -> None:
     engine.dispose()
 
 
-def test_submit_normalises_params_and_dedupes_training_per_asset_and_model(settings: Settings, engine: Engine) -> None:
-    first = jobs.submit(engine, settings, kind="train", params={"asset": "btc-usd", "epochs": 3}, now=NOW)
+def test_submit_normalises_params_and_dedupes_training_per_asset_and_model(
+    settings: Settings, engine: Engine
+) -> None:
+    first = jobs.submit(
+        engine, settings, kind="train", params={"asset": "btc-usd", "epochs": 3}, now=NOW
+    )
     assert first["params"] == {"asset": "BTC-USD", "model": "lstm", "epochs": 3}
-    for kind, params in (("train", {"model": "lstm"}), ("retrain", {"asset": "BTC/USD", "reason": "weekly"})):
-        with pytest.raises(JobRunningError, match=f"train job {first['id']} is already queued for `train:BTC-USD:lstm`"):
+    for kind, params in (
+        ("train", {"model": "lstm"}),
+        ("retrain", {"asset": "BTC/USD", "reason": "weekly"}),
+    ):
+        with pytest.raises(
+            JobRunningError,
+            match=f"train job {first['id']} is already queued for `train:BTC-USD:lstm`",
+        ):
             jobs.submit(engine, settings, kind=kind, params=params, now=NOW)
     jobs.submit(engine, settings, kind="train", params={"model": "drift"}, now=NOW)  # other model
     jobs.submit(engine, settings, kind="train", params={"asset": "ETH-USD"}, now=NOW)  # other asset
@@ -70,7 +100,9 @@ def test_submit_normalises_params_and_dedupes_training_per_asset_and_model(setti
 
 def test_dedupe_keys() -> None:
     assert jobs.dedupe_key_for("train", {"asset": "BTC-USD", "model": "gru"}) == "train:BTC-USD:gru"
-    assert jobs.dedupe_key_for("retrain", {"asset": "BTC-USD", "model": "gru"}) == "train:BTC-USD:gru"
+    assert (
+        jobs.dedupe_key_for("retrain", {"asset": "BTC-USD", "model": "gru"}) == "train:BTC-USD:gru"
+    )
     assert jobs.dedupe_key_for("ingest", {"asset": "ETH-USD", "force": True}) == "ingest:ETH-USD"
     assert jobs.dedupe_key_for("backtest", {"asset": "BTC-USD"}) is None
 
@@ -90,22 +122,37 @@ def test_dedupe_keys() -> None:
         ("train", {"promote": "sometimes"}, "`promote` must be one of auto, always, never"),
         ("retrain", {"promote": "always"}, "unknown retrain parameter `promote`"),
         ("backtest", {"level": 100}, "`level` must be an integer in 50..99"),
-        ("backtest", {"window": 3, "zeta": 1}, "unknown backtest parameter `window`, `zeta`; accepted: asset"),
+        (
+            "backtest",
+            {"window": 3, "zeta": 1},
+            "unknown backtest parameter `window`, `zeta`; accepted: asset",
+        ),
     ],
 )
-def test_normalize_params_rejects_bad_input(sqlite_settings: Settings, kind: str, params: dict[str, Any], message: str) -> None:
+def test_normalize_params_rejects_bad_input(
+    sqlite_settings: Settings, kind: str, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidInputError, match=message):
         job_params.normalize_params(sqlite_settings, kind, params)
 
 
 def test_normalize_params_fills_defaults_and_drops_nulls(sqlite_settings: Settings) -> None:
-    clean = job_params.normalize_params(sqlite_settings, "backtest", {"model": None, "start": "2024-01-05", "days": None, "level": 80})
+    clean = job_params.normalize_params(
+        sqlite_settings,
+        "backtest",
+        {"model": None, "start": "2024-01-05", "days": None, "level": 80},
+    )
     assert clean == {"asset": "BTC-USD", "model": "lstm", "start": "2024-01-05", "level": 80}
-    assert job_params.normalize_params(sqlite_settings, "ingest", {"asset": "eth-usd", "since": None}) == {"asset": "ETH-USD"}
+    assert job_params.normalize_params(
+        sqlite_settings, "ingest", {"asset": "eth-usd", "since": None}
+    ) == {"asset": "ETH-USD"}
 
 
 def test_list_jobs_newest_first_with_filters(engine: Engine) -> None:
-    ids = [jobs.enqueue(engine, kind=kind, params={}, now=NOW + i * MINUTE)["id"] for i, kind in enumerate(["ingest", "backtest", "ingest"])]
+    ids = [
+        jobs.enqueue(engine, kind=kind, params={}, now=NOW + i * MINUTE)["id"]
+        for i, kind in enumerate(["ingest", "backtest", "ingest"])
+    ]
     assert [j["id"] for j in jobs.list_jobs(engine)] == ids[::-1]
     assert [j["id"] for j in jobs.list_jobs(engine, kind="ingest")] == [ids[2], ids[0]]
     assert [j["id"] for j in jobs.list_jobs(engine, limit=1)] == [ids[2]]
@@ -120,15 +167,25 @@ def test_claim_runs_oldest_first_and_finish_records_the_result(engine: Engine) -
     late = jobs.enqueue(engine, kind="backtest", params={}, now=NOW + MINUTE)
     early = jobs.enqueue(engine, kind="backtest", params={}, now=NOW)
     claimed = jobs.claim_next(engine, worker_id="w1", now=NOW + 2 * MINUTE)
-    assert claimed is not None and (claimed.id, claimed.kind, claimed.worker_id) == (early["id"], "backtest", "w1")
+    assert claimed is not None and (claimed.id, claimed.kind, claimed.worker_id) == (
+        early["id"],
+        "backtest",
+        "w1",
+    )
     running = jobs.get_job(engine, early["id"])
-    assert running["status"] == "running" and running["started_at"] == (NOW + 2 * MINUTE).isoformat()
+    assert (
+        running["status"] == "running" and running["started_at"] == (NOW + 2 * MINUTE).isoformat()
+    )
     assert jobs.report_progress(engine, claimed.id, 1.7, "fold 3/2", NOW + 3 * MINUTE) is False
     assert jobs.get_job(engine, claimed.id)["progress"] == 1.0  # clamped
     before = ended("backtest", "succeeded")
     assert jobs.finish(engine, claimed.id, {"mase": 0.98}, NOW + 4 * MINUTE)
     done = jobs.get_job(engine, claimed.id)
-    assert (done["status"], done["result"], done["finished_at"]) == ("succeeded", {"mase": 0.98}, (NOW + 4 * MINUTE).isoformat())
+    assert (done["status"], done["result"], done["finished_at"]) == (
+        "succeeded",
+        {"mase": 0.98},
+        (NOW + 4 * MINUTE).isoformat(),
+    )
     assert ended("backtest", "succeeded") == before + 1
     assert not jobs.fail(engine, claimed.id, "late", NOW)  # ended jobs stay ended
     assert jobs.get_job(engine, late["id"])["status"] == "queued"
@@ -137,7 +194,10 @@ def test_claim_runs_oldest_first_and_finish_records_the_result(engine: Engine) -
 def test_cancel_queued_running_and_finished_jobs(engine: Engine) -> None:
     queued = jobs.enqueue(engine, kind="ingest", params={}, now=NOW)
     cancelled = jobs.cancel_job(engine, queued["id"], now=NOW + MINUTE)
-    assert (cancelled["status"], cancelled["finished_at"]) == ("cancelled", (NOW + MINUTE).isoformat())
+    assert (cancelled["status"], cancelled["finished_at"]) == (
+        "cancelled",
+        (NOW + MINUTE).isoformat(),
+    )
     assert jobs.claim_next(engine, worker_id="w1", now=NOW) is None
 
     running = jobs.enqueue(engine, kind="train", params={}, now=NOW)
@@ -147,7 +207,9 @@ def test_cancel_queued_running_and_finished_jobs(engine: Engine) -> None:
     assert jobs.heartbeat(engine, running["id"], NOW) is True  # the worker learns it must stop
     assert jobs.mark_cancelled(engine, running["id"], NOW + MINUTE)
     assert jobs.get_job(engine, running["id"])["status"] == "cancelled"
-    assert jobs.cancel_job(engine, running["id"], now=NOW) == jobs.get_job(engine, running["id"])  # unchanged, no error
+    assert jobs.cancel_job(engine, running["id"], now=NOW) == jobs.get_job(
+        engine, running["id"]
+    )  # unchanged, no error
 
 
 def test_failed_job_keeps_its_error(engine: Engine) -> None:
@@ -155,17 +217,25 @@ def test_failed_job_keeps_its_error(engine: Engine) -> None:
     jobs.claim_next(engine, worker_id="w1", now=NOW)
     assert jobs.fail(engine, job["id"], "yahoo: HTTP 503", NOW)
     failed = jobs.get_job(engine, job["id"])
-    assert (failed["status"], failed["error"], failed["result"]) == ("failed", "yahoo: HTTP 503", None)
+    assert (failed["status"], failed["error"], failed["result"]) == (
+        "failed",
+        "yahoo: HTTP 503",
+        None,
+    )
 
 
-def test_two_threads_submitting_the_same_training_at_once_exactly_one_wins(settings: Settings, engine: Engine) -> None:
+def test_two_threads_submitting_the_same_training_at_once_exactly_one_wins(
+    settings: Settings, engine: Engine
+) -> None:
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
 
     def submit() -> None:
         barrier.wait()
         try:
-            outcomes.append(jobs.submit(engine, settings, kind="train", params={"asset": "BTC-USD"}, now=NOW))
+            outcomes.append(
+                jobs.submit(engine, settings, kind="train", params={"asset": "BTC-USD"}, now=NOW)
+            )
         except JobRunningError as exc:
             outcomes.append(exc)
 
@@ -188,11 +258,16 @@ def test_the_unique_index_alone_rejects_a_duplicate(engine: Engine) -> None:
     with pytest.raises(JobRunningError, match=f"ingest job {first['id']} is already running"):
         jobs.enqueue(engine, kind="ingest", params={}, now=NOW, dedupe_key="ingest:BTC-USD")
     jobs.finish(engine, first["id"], {}, NOW)
-    jobs.enqueue(engine, kind="ingest", params={}, now=NOW, dedupe_key="ingest:BTC-USD")  # ended jobs do not hold it
+    jobs.enqueue(
+        engine, kind="ingest", params={}, now=NOW, dedupe_key="ingest:BTC-USD"
+    )  # ended jobs do not hold it
 
 
 def test_concurrent_claimers_never_get_the_same_job(engine: Engine) -> None:
-    queued = {jobs.enqueue(engine, kind="backtest", params={}, now=NOW + i * MINUTE)["id"] for i in range(8)}
+    queued = {
+        jobs.enqueue(engine, kind="backtest", params={}, now=NOW + i * MINUTE)["id"]
+        for i in range(8)
+    }
     barrier = threading.Barrier(3)
     claimed: list[str] = []
 
@@ -215,14 +290,20 @@ def test_orphans_of_dead_workers_are_failed_with_a_reason(engine: Engine) -> Non
     alive = jobs.enqueue(engine, kind="backtest", params={}, now=NOW)
     jobs.claim_next(engine, worker_id="live-worker", now=NOW)
     stale = timedelta(minutes=2)
-    assert jobs.recover_orphans(engine, now=NOW + MINUTE, stale_after=stale) == []  # heartbeats are fresh
+    assert (
+        jobs.recover_orphans(engine, now=NOW + MINUTE, stale_after=stale) == []
+    )  # heartbeats are fresh
     jobs.heartbeat(engine, alive["id"], NOW + 2 * MINUTE)
     before = ended("train", "failed")
-    recovered = jobs.recover_orphans(engine, now=NOW + 3 * MINUTE, stale_after=stale, alive_worker_ids=["live-worker"])
+    recovered = jobs.recover_orphans(
+        engine, now=NOW + 3 * MINUTE, stale_after=stale, alive_worker_ids=["live-worker"]
+    )
     assert recovered == [dead["id"]]
     failed = jobs.get_job(engine, dead["id"])
     assert failed["status"] == "failed" and failed["finished_at"] == (NOW + 3 * MINUTE).isoformat()
-    assert failed["error"].startswith("worker died while running this job (worker dead-worker, last heartbeat 2025-12-01T06:00:00+00:00")
+    assert failed["error"].startswith(
+        "worker died while running this job (worker dead-worker, last heartbeat 2025-12-01T06:00:00+00:00"
+    )
     assert ended("train", "failed") == before + 1
     assert jobs.get_job(engine, alive["id"])["status"] == "running"
     # The "dead" worker was only frozen: it is told to stop and cannot resurrect the job.
@@ -238,7 +319,11 @@ def test_requeue_puts_a_running_job_back_unless_cancelled(engine: Engine) -> Non
     jobs.claim_next(engine, worker_id="w1", now=NOW)
     assert jobs.requeue(engine, job["id"], NOW, "requeued: its worker was stopped")
     back = jobs.get_job(engine, job["id"])
-    assert (back["status"], back["started_at"], back["message"]) == ("queued", None, "requeued: its worker was stopped")
+    assert (back["status"], back["started_at"], back["message"]) == (
+        "queued",
+        None,
+        "requeued: its worker was stopped",
+    )
     jobs.claim_next(engine, worker_id="w2", now=NOW)
     jobs.cancel_job(engine, job["id"], now=NOW)
     assert jobs.requeue(engine, job["id"], NOW, "requeued")

@@ -51,11 +51,20 @@ def settle(engine: Engine) -> None:
 
 def test_next_run_rules(sqlite_settings: Settings) -> None:
     assert next_run("refresh", NOW, sqlite_settings) == TOMORROW_REFRESH
-    assert next_run("refresh", datetime(2025, 12, 1, 0, 3, tzinfo=UTC), sqlite_settings) == datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
-    assert next_run("refresh", datetime(2025, 12, 1, 0, 5, tzinfo=UTC), sqlite_settings) == TOMORROW_REFRESH
+    assert next_run(
+        "refresh", datetime(2025, 12, 1, 0, 3, tzinfo=UTC), sqlite_settings
+    ) == datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
+    assert (
+        next_run("refresh", datetime(2025, 12, 1, 0, 5, tzinfo=UTC), sqlite_settings)
+        == TOMORROW_REFRESH
+    )
     tokyo = timezone(timedelta(hours=9))
-    assert next_run("refresh", datetime(2025, 12, 1, 8, 0, tzinfo=tokyo), sqlite_settings) == datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
-    hourly = sqlite_settings.model_copy(update={"refresh_delay": timedelta(hours=2), "retrain_every": timedelta(days=3)})
+    assert next_run(
+        "refresh", datetime(2025, 12, 1, 8, 0, tzinfo=tokyo), sqlite_settings
+    ) == datetime(2025, 12, 1, 0, 5, tzinfo=UTC)
+    hourly = sqlite_settings.model_copy(
+        update={"refresh_delay": timedelta(hours=2), "retrain_every": timedelta(days=3)}
+    )
     assert next_run("refresh", NOW, hourly) == datetime(2025, 12, 2, 2, 0, tzinfo=UTC)
     assert next_run("retrain", NOW, sqlite_settings) == NOW + 7 * DAY
     assert next_run("retrain", NOW, hourly) == NOW + 3 * DAY
@@ -70,7 +79,9 @@ def test_due() -> None:
     assert due(NOW, ScheduleRow(name="refresh", next_run_at=NOW))
 
 
-def test_first_start_on_an_empty_install_ingests_then_trains(settings: Settings, engine: Engine) -> None:
+def test_first_start_on_an_empty_install_ingests_then_trains(
+    settings: Settings, engine: Engine
+) -> None:
     source = fake_yahoo()
     worker = Worker(settings, engine, clock=lambda: NOW, source_factory=lambda spec: source)
     assert worker.tick()  # enqueues the bootstrap ingest and runs it
@@ -92,7 +103,10 @@ def test_bootstrap_trains_directly_when_data_exists(settings: Settings, engine: 
     source = fake_yahoo()
     ingest(settings, engine, IngestRequest("BTC-USD"), now=NOW, source_factory=lambda spec: source)
     started = enqueue_due(engine, settings, now=NOW, starting=True)
-    assert kinds(engine, started) == [("train", {"asset": "BTC-USD", "model": "lstm"}), ("ingest", {"asset": "BTC-USD"})]
+    assert kinds(engine, started) == [
+        ("train", {"asset": "BTC-USD", "model": "lstm"}),
+        ("ingest", {"asset": "BTC-USD"}),
+    ]
 
 
 def test_restart_does_not_rerun_what_already_ran(settings: Settings, trained: Engine) -> None:
@@ -103,7 +117,9 @@ def test_restart_does_not_rerun_what_already_ran(settings: Settings, trained: En
         assert enqueue_due(trained, settings, now=restart, starting=True) == []
 
 
-def test_refresh_runs_after_each_close_and_not_twice_a_day(settings: Settings, trained: Engine) -> None:
+def test_refresh_runs_after_each_close_and_not_twice_a_day(
+    settings: Settings, trained: Engine
+) -> None:
     enqueue_due(trained, settings, now=NOW, starting=True)
     settle(trained)
     assert enqueue_due(trained, settings, now=TOMORROW_REFRESH - timedelta(seconds=1)) == []
@@ -112,7 +128,17 @@ def test_refresh_runs_after_each_close_and_not_twice_a_day(settings: Settings, t
     settle(trained)
     assert enqueue_due(trained, settings, now=TOMORROW_REFRESH + timedelta(hours=12)) == []
     # A worker down for three days catches up once, not three times.
-    assert len(enqueue_due(trained, settings, now=TOMORROW_REFRESH + 3 * DAY + timedelta(hours=4), starting=True)) == 1
+    assert (
+        len(
+            enqueue_due(
+                trained,
+                settings,
+                now=TOMORROW_REFRESH + 3 * DAY + timedelta(hours=4),
+                starting=True,
+            )
+        )
+        == 1
+    )
 
 
 def test_a_pending_equivalent_job_counts_as_the_run(settings: Settings, trained: Engine) -> None:
@@ -122,16 +148,42 @@ def test_a_pending_equivalent_job_counts_as_the_run(settings: Settings, trained:
     assert enqueue_due(trained, settings, now=NOW + timedelta(hours=1)) == []  # ran, not retried
 
 
-def test_retrain_runs_every_period_through_the_promotion_rule(settings: Settings, trained: Engine) -> None:
+def test_retrain_runs_every_period_through_the_promotion_rule(
+    settings: Settings, trained: Engine
+) -> None:
     enqueue_due(trained, settings, now=NOW, starting=True)
     settle(trained)
     week = settings.retrain_every
-    assert not [j for j in enqueue_due(trained, settings, now=NOW + week - timedelta(seconds=1)) if jobs.get_job(trained, j)["kind"] == "retrain"]
-    retrained = [j for j in enqueue_due(trained, settings, now=NOW + week) if jobs.get_job(trained, j)["kind"] == "retrain"]
-    assert kinds(trained, retrained) == [("retrain", {"asset": "BTC-USD", "model": "lstm", "reason": "scheduled retrain (every 7d)", "trigger": "schedule"})]
-    assert jobs.get_job(trained, retrained[0])["params"].get("promote") is None  # retrain = promote auto
+    assert not [
+        j
+        for j in enqueue_due(trained, settings, now=NOW + week - timedelta(seconds=1))
+        if jobs.get_job(trained, j)["kind"] == "retrain"
+    ]
+    retrained = [
+        j
+        for j in enqueue_due(trained, settings, now=NOW + week)
+        if jobs.get_job(trained, j)["kind"] == "retrain"
+    ]
+    assert kinds(trained, retrained) == [
+        (
+            "retrain",
+            {
+                "asset": "BTC-USD",
+                "model": "lstm",
+                "reason": "scheduled retrain (every 7d)",
+                "trigger": "schedule",
+            },
+        )
+    ]
+    assert (
+        jobs.get_job(trained, retrained[0])["params"].get("promote") is None
+    )  # retrain = promote auto
     settle(trained)
-    assert [s["next_run_at"] for s in list_schedules(trained, settings, now=NOW) if s["name"] == "retrain"] == [(NOW + 2 * week).isoformat()]
+    assert [
+        s["next_run_at"]
+        for s in list_schedules(trained, settings, now=NOW)
+        if s["name"] == "retrain"
+    ] == [(NOW + 2 * week).isoformat()]
 
 
 def test_two_workers_ticking_at_once_enqueue_once(settings: Settings, trained: Engine) -> None:
@@ -153,31 +205,55 @@ def test_two_workers_ticking_at_once_enqueue_once(settings: Settings, trained: E
 def test_list_schedules_before_and_after_a_run(settings: Settings, engine: Engine) -> None:
     planned = list_schedules(engine, settings, now=NOW)
     assert [s["name"] for s in planned] == ["bootstrap", "refresh", "health", "retrain"]
-    assert all(s.keys() == SCHEDULE_KEYS and s["last_run_at"] is None and s["last_job_id"] is None for s in planned)
-    assert [s["every"] for s in planned] == ["at worker start", "daily at 00:05 UTC", "every 1h", "every 7d"]
-    assert [s["next_run_at"] for s in planned] == [NOW.isoformat(), NOW.isoformat(), NOW.isoformat(), (NOW + 7 * DAY).isoformat()]
+    assert all(
+        s.keys() == SCHEDULE_KEYS and s["last_run_at"] is None and s["last_job_id"] is None
+        for s in planned
+    )
+    assert [s["every"] for s in planned] == [
+        "at worker start",
+        "daily at 00:05 UTC",
+        "every 1h",
+        "every 7d",
+    ]
+    assert [s["next_run_at"] for s in planned] == [
+        NOW.isoformat(),
+        NOW.isoformat(),
+        NOW.isoformat(),
+        (NOW + 7 * DAY).isoformat(),
+    ]
     queued = enqueue_due(engine, settings, now=NOW, starting=True)
     after = {s["name"]: s for s in list_schedules(engine, settings, now=NOW + timedelta(hours=1))}
-    assert after["bootstrap"]["last_job_id"] == queued[-1] and after["bootstrap"]["next_run_at"] is None
+    assert (
+        after["bootstrap"]["last_job_id"] == queued[-1]
+        and after["bootstrap"]["next_run_at"] is None
+    )
     assert after["refresh"]["last_run_at"] == NOW.isoformat()
     assert after["refresh"]["next_run_at"] == TOMORROW_REFRESH.isoformat()
     assert after["refresh"]["last_job_id"] is None  # skipped: the bootstrap ingest covers it
     assert after["retrain"]["last_run_at"] is None
 
 
-def test_a_cadence_change_applies_at_the_next_worker_start(settings: Settings, trained: Engine) -> None:
+def test_a_cadence_change_applies_at_the_next_worker_start(
+    settings: Settings, trained: Engine
+) -> None:
     enqueue_due(trained, settings, now=NOW, starting=True)
     settle(trained)
 
     def planned(config: Settings, at: datetime) -> str | None:
-        return {s["name"]: s["next_run_at"] for s in list_schedules(trained, config, now=at)}["retrain"]
+        return {s["name"]: s["next_run_at"] for s in list_schedules(trained, config, now=at)}[
+            "retrain"
+        ]
 
     assert planned(settings, NOW) == (NOW + 7 * DAY).isoformat()
     daily = settings.model_copy(update={"retrain_every": DAY})
     restart = NOW + timedelta(hours=2)
     enqueue_due(trained, daily, now=restart, starting=True)  # never ran: brought closer
     assert planned(daily, restart) == (restart + DAY).isoformat()
-    retrained = [j for j in enqueue_due(trained, daily, now=restart + DAY) if jobs.get_job(trained, j)["kind"] == "retrain"]
+    retrained = [
+        j
+        for j in enqueue_due(trained, daily, now=restart + DAY)
+        if jobs.get_job(trained, j)["kind"] == "retrain"
+    ]
     assert len(retrained) == 1
     settle(trained)
     weekly_again = settings.model_copy(update={"retrain_every": 7 * DAY})
@@ -187,5 +263,7 @@ def test_a_cadence_change_applies_at_the_next_worker_start(settings: Settings, t
     # A refresh-delay change moves the next refresh to the new time of day.
     late = settings.model_copy(update={"refresh_delay": timedelta(hours=3)})
     enqueue_due(trained, late, now=later, starting=True)
-    refresh = {s["name"]: s["next_run_at"] for s in list_schedules(trained, late, now=later)}["refresh"]
+    refresh = {s["name"]: s["next_run_at"] for s in list_schedules(trained, late, now=later)}[
+        "refresh"
+    ]
     assert refresh.endswith("T03:00:00+00:00")

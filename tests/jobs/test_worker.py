@@ -62,13 +62,20 @@ def status(engine: Engine, job_id: str) -> str:
 
 
 def ended(kind: str, state: str) -> float:
-    return REGISTRY.get_sample_value("bitcoin_lstm_jobs_total", {"kind": kind, "status": state}) or 0.0
+    return (
+        REGISTRY.get_sample_value("bitcoin_lstm_jobs_total", {"kind": kind, "status": state}) or 0.0
+    )
 
 
 @pytest.fixture
 def btc(settings: Settings, engine: Engine, shared_data: Path) -> Engine:
     """The real Bitstamp BTC/USD history ingested."""
-    ingest(settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     return engine
 
 
@@ -77,7 +84,12 @@ def sqlite_btc(sqlite_settings: Settings, shared_data: Path) -> Iterator[Engine]
     """A migrated SQLite engine holding the real BTC/USD history."""
     engine = create_db_engine(sqlite_settings)
     upgrade(engine)
-    ingest(sqlite_settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    ingest(
+        sqlite_settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     yield engine
     engine.dispose()
 
@@ -90,7 +102,12 @@ def test_ingest_job_fetches_through_the_source_factory(settings: Settings, engin
     done = jobs.get_job(engine, job["id"])
     assert (done["status"], done["progress"], done["error"]) == ("succeeded", 1.0, None)
     result = done["result"]
-    assert (result["asset"], result["source"], result["inserted"], result["last"]) == ("BTC-USD", "yahoo", 61, "2025-11-30")
+    assert (result["asset"], result["source"], result["inserted"], result["last"]) == (
+        "BTC-USD",
+        "yahoo",
+        61,
+        "2025-11-30",
+    )
     assert "ledger" in result and "follow_up_job_id" not in result
     assert source.calls == [(None, date(2025, 12, 1))]
 
@@ -107,10 +124,14 @@ def test_ingest_job_never_reads_a_server_file(sqlite_settings: Settings, shared_
     engine.dispose()
 
 
-def test_ledger_hook_is_optional(monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings) -> None:
+def test_ledger_hook_is_optional(
+    monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings
+) -> None:
     engine = create_db_engine(sqlite_settings)
     monkeypatch.setattr(handlers, "LEDGER_MODULE", "btc_predictor.services.no_such_ledger")
-    assert handlers.score_ledger_if_available(engine, "BTC-USD", NOW) is None  # not shipped: skipped
+    assert (
+        handlers.score_ledger_if_available(engine, "BTC-USD", NOW) is None
+    )  # not shipped: skipped
 
     def score_ledger(engine: Engine, asset: str, *, now: Any) -> int:
         raise ValueError("bad row")
@@ -120,21 +141,35 @@ def test_ledger_hook_is_optional(monkeypatch: pytest.MonkeyPatch, sqlite_setting
     monkeypatch.setitem(sys.modules, "tests_broken_ledger", broken)
     monkeypatch.setattr(handlers, "LEDGER_MODULE", "tests_broken_ledger")
     # The candles are stored by then: a scoring bug is reported, not turned into a failed ingest.
-    assert handlers.score_ledger_if_available(engine, "BTC-USD", NOW) == {"error": "ValueError: bad row"}
+    assert handlers.score_ledger_if_available(engine, "BTC-USD", NOW) == {
+        "error": "ValueError: bad row"
+    }
     engine.dispose()
 
 
-def test_train_retrain_and_backtest_jobs_on_real_data(monkeypatch: pytest.MonkeyPatch, settings: Settings, btc: Engine) -> None:
+def test_train_retrain_and_backtest_jobs_on_real_data(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, btc: Engine
+) -> None:
     runner = make_worker(settings, btc, executor=SerialExecutor())
-    job = jobs.submit(btc, settings, kind="train", params={"model": "drift", "promote": "always"}, now=NOW)
+    job = jobs.submit(
+        btc, settings, kind="train", params={"model": "drift", "promote": "always"}, now=NOW
+    )
     runner.run_once()
     done = jobs.get_job(btc, job["id"])
     assert done["status"] == "succeeded", done["error"]
     result = done["result"]
-    assert (result["model"], result["promoted"], result["data_points_used"]) == ("drift", True, 2890)
-    assert result["metrics"]["mase"] > 0 and "calibration" not in result  # residuals stay in meta.json
+    assert (result["model"], result["promoted"], result["data_points_used"]) == (
+        "drift",
+        True,
+        2890,
+    )
+    assert (
+        result["metrics"]["mase"] > 0 and "calibration" not in result
+    )  # residuals stay in meta.json
 
-    retrain = jobs.submit(btc, settings, kind="retrain", params={"model": "drift", "reason": "weekly"}, now=NOW)
+    retrain = jobs.submit(
+        btc, settings, kind="retrain", params={"model": "drift", "reason": "weekly"}, now=NOW
+    )
     runner.run_once()
     again = jobs.get_job(btc, retrain["id"])["result"]
     assert again["reason"] == "weekly" and again["version"] == result["version"] + 1
@@ -159,7 +194,9 @@ def test_train_retrain_and_backtest_jobs_on_real_data(monkeypatch: pytest.Monkey
     assert writes == [(0.0, "backtesting naive on BTC-USD"), (0.5, "fold 1/2"), (1.0, "fold 2/2")]
 
 
-def test_progress_writes_are_throttled(monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings) -> None:
+def test_progress_writes_are_throttled(
+    monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings
+) -> None:
     engine = create_db_engine(sqlite_settings)
     upgrade(engine)
     writes: list[str] = []
@@ -176,7 +213,9 @@ def test_progress_writes_are_throttled(monkeypatch: pytest.MonkeyPatch, sqlite_s
     engine.dispose()
 
 
-def test_cancelling_a_running_job_stops_it_at_the_next_report(settings: Settings, engine: Engine) -> None:
+def test_cancelling_a_running_job_stops_it_at_the_next_report(
+    settings: Settings, engine: Engine
+) -> None:
     steps: list[int] = []
 
     def slow(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -191,31 +230,51 @@ def test_cancelling_a_running_job_stops_it_at_the_next_report(settings: Settings
     before = ended("backtest", "cancelled")
     make_worker(settings, engine, handlers={"backtest": slow}).run_once()
     done = jobs.get_job(engine, job["id"])
-    assert (done["status"], done["message"], done["result"]) == ("cancelled", "cancelled while running", None)
+    assert (done["status"], done["message"], done["result"]) == (
+        "cancelled",
+        "cancelled while running",
+        None,
+    )
     assert len(steps) < 200
     assert ended("backtest", "cancelled") == before + 1
 
 
-def test_failing_jobs_store_a_clear_error(settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_jobs_store_a_clear_error(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         raise RuntimeError("boom")
 
     no_data = jobs.submit(engine, settings, kind="train", params={"model": "naive"}, now=NOW)
-    crash = jobs.enqueue(engine, kind="ingest", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=1))
-    unknown = jobs.enqueue(engine, kind="retrain", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=2))
+    crash = jobs.enqueue(
+        engine, kind="ingest", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=1)
+    )
+    unknown = jobs.enqueue(
+        engine, kind="retrain", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=2)
+    )
     runner = make_worker(settings, engine, handlers={"train": handlers.run_train, "ingest": broken})
     with caplog.at_level(logging.ERROR, logger="btc_predictor.jobs.worker"):
         while runner.run_once():
             pass
-    errors = {job_id: jobs.get_job(engine, job_id) for job_id in (no_data["id"], crash["id"], unknown["id"])}
+    errors = {
+        job_id: jobs.get_job(engine, job_id)
+        for job_id in (no_data["id"], crash["id"], unknown["id"])
+    }
     assert all(job["status"] == "failed" for job in errors.values())
-    assert errors[no_data["id"]]["error"] == "no data for BTC-USD from 2018-01-01: run `btc-predictor ingest --asset BTC-USD`"
+    assert (
+        errors[no_data["id"]]["error"]
+        == "no data for BTC-USD from 2018-01-01: run `btc-predictor ingest --asset BTC-USD`"
+    )
     assert errors[crash["id"]]["error"] == "unexpected error: RuntimeError: boom"
     assert errors[unknown["id"]]["error"] == "this worker cannot run retrain jobs"
-    assert "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text  # logged with traceback
+    assert (
+        "Traceback" in caplog.text and "RuntimeError: boom" in caplog.text
+    )  # logged with traceback
 
 
-def test_a_worker_frozen_past_staleness_cannot_overwrite_the_verdict(sqlite_settings: Settings) -> None:
+def test_a_worker_frozen_past_staleness_cannot_overwrite_the_verdict(
+    sqlite_settings: Settings,
+) -> None:
     engine = create_db_engine(sqlite_settings)
     upgrade(engine)
 
@@ -245,11 +304,17 @@ def test_a_stopping_worker_requeues_its_running_job(sqlite_settings: Settings) -
     job = jobs.enqueue(engine, kind="backtest", params={"asset": "BTC-USD"}, now=NOW)
     make_worker(sqlite_settings, engine, handlers={"backtest": interrupted}).run_forever(stop)
     back = jobs.get_job(engine, job["id"])
-    assert (back["status"], back["started_at"], back["message"]) == ("queued", None, "requeued: its worker was stopped")
+    assert (back["status"], back["started_at"], back["message"]) == (
+        "queued",
+        None,
+        "requeued: its worker was stopped",
+    )
     engine.dispose()
 
 
-def test_a_failing_tick_is_logged_and_retried(monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_tick_is_logged_and_retried(
+    monkeypatch: pytest.MonkeyPatch, sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = create_db_engine(sqlite_settings)
     upgrade(engine)
     stop, calls = threading.Event(), []
@@ -262,7 +327,9 @@ def test_a_failing_tick_is_logged_and_retried(monkeypatch: pytest.MonkeyPatch, s
         return []
 
     monkeypatch.setattr(worker, "enqueue_due", flaky)
-    runner = Worker(quiet(sqlite_settings, worker_poll=timedelta(seconds=0.01)), engine, clock=lambda: NOW)
+    runner = Worker(
+        quiet(sqlite_settings, worker_poll=timedelta(seconds=0.01)), engine, clock=lambda: NOW
+    )
     with caplog.at_level(logging.ERROR, logger="btc_predictor.jobs.worker"):
         runner.run_forever(stop)
     assert calls == [True, True]  # the start-up tick is retried as a start-up tick
@@ -284,7 +351,11 @@ def test_side_server_answers_liveness_and_metrics() -> None:
     try:
         base = f"http://127.0.0.1:{server.port}"
         code, kind, body = get(f"{base}/health/live")
-        assert (code, kind, json.loads(body)) == (200, "application/json", {"status": "ok", "worker_id": "w-test"})
+        assert (code, kind, json.loads(body)) == (
+            200,
+            "application/json",
+            {"status": "ok", "worker_id": "w-test"},
+        )
         code, kind, body = get(f"{base}/metrics")
         assert code == 200 and kind.startswith("text/plain")
         assert b'bitcoin_lstm_jobs_total{kind="backtest",status="succeeded"}' in body
@@ -299,7 +370,9 @@ def test_run_worker_runs_jobs_until_stopped(sqlite_settings: Settings) -> None:
     settings = quiet(sqlite_settings, worker_port=0, worker_poll=timedelta(seconds=0.05))
     engine = create_db_engine(settings)
     upgrade(engine)
-    job = jobs.submit(engine, settings, kind="train", params={"asset": "BTC-USD", "model": "naive"}, now=NOW)
+    job = jobs.submit(
+        engine, settings, kind="train", params={"asset": "BTC-USD", "model": "naive"}, now=NOW
+    )
     stop = threading.Event()
     thread = threading.Thread(target=run_worker, args=(settings,), kwargs={"stop": stop})
     thread.start()
@@ -326,13 +399,24 @@ run_worker(settings)
 
 def start_worker(data_dir: Path, **env: str) -> subprocess.Popen[bytes]:
     """``btc-predictor worker`` in a separate process on the test's SQLite database."""
-    environment = {**os.environ, "BTCP_DATA_DIR": str(data_dir), "BTCP_ASSETS": "", "BTCP_WORKER_PORT": "0", "BTCP_WORKER_POLL": "0.1s", **env}
+    environment = {
+        **os.environ,
+        "BTCP_DATA_DIR": str(data_dir),
+        "BTCP_ASSETS": "",
+        "BTCP_WORKER_PORT": "0",
+        "BTCP_WORKER_POLL": "0.1s",
+        **env,
+    }
     environment.pop("BTCP_DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], env=environment, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT], env=environment, stderr=subprocess.PIPE
+    )
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_training_leaves_a_failed_job_and_the_old_model(sqlite_settings: Settings, sqlite_btc: Engine) -> None:
+def test_a_worker_killed_mid_training_leaves_a_failed_job_and_the_old_model(
+    sqlite_settings: Settings, sqlite_btc: Engine
+) -> None:
     engine = sqlite_btc
     active = train(sqlite_settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
     # Early stopping (patience 5) makes ≥ 12 epochs of ~2000 windows: seconds past the kill.

@@ -38,7 +38,9 @@ def tool(name: str) -> str:
     """The path of a Prometheus tool; skipped (failed under BTCP_TEST_STRICT=1) if missing."""
     path = shutil.which(name)
     if path is None:
-        unavailable(f"{name} is not installed (Debian package prometheus / prometheus-alertmanager)")
+        unavailable(
+            f"{name} is not installed (Debian package prometheus / prometheus-alertmanager)"
+        )
     assert path is not None
     return path
 

@@ -179,7 +179,9 @@ def test_unsafe_or_malformed_values_are_rejected(
 
 
 def test_a_webhook_that_is_not_an_url_is_rejected(tmp_path: Path):
-    result = entrypoint(tmp_path / "am", {"ALERT_SLACK_WEBHOOK_URL": "T000/B000/x"}, "--render-only")
+    result = entrypoint(
+        tmp_path / "am", {"ALERT_SLACK_WEBHOOK_URL": "T000/B000/x"}, "--render-only"
+    )
     assert result.returncode == 2
     assert "ALERT_SLACK_WEBHOOK_URL" in result.stderr
     assert "T000/B000/x" not in result.stderr, "a secret is never echoed"
@@ -216,17 +218,23 @@ def test_execs_alertmanager_with_the_rendered_config_and_default_storage(tmp_pat
 
 def test_passes_its_arguments_through(tmp_path: Path):
     fake, out = fake_alertmanager(tmp_path), tmp_path / "am"
-    result = entrypoint(out, {**EMAIL, "ALERTMANAGER_BIN": str(fake)},
-                        "--storage.path=/data", "--log.level=debug")
+    result = entrypoint(
+        out, {**EMAIL, "ALERTMANAGER_BIN": str(fake)}, "--storage.path=/data", "--log.level=debug"
+    )
     assert result.returncode == 3, result.stderr
     args = Path(f"{fake}.args").read_text().splitlines()
-    assert args == [f"--config.file={out}/alertmanager.yml", "--storage.path=/data",
-                    "--log.level=debug"]
+    assert args == [
+        f"--config.file={out}/alertmanager.yml",
+        "--storage.path=/data",
+        "--log.level=debug",
+    ]
 
 
 def test_render_only_can_be_asked_for_by_environment(tmp_path: Path):
     fake, out = fake_alertmanager(tmp_path), tmp_path / "am"
-    result = entrypoint(out, {**EMAIL, "ALERTMANAGER_BIN": str(fake), "ALERTMANAGER_RENDER_ONLY": "1"})
+    result = entrypoint(
+        out, {**EMAIL, "ALERTMANAGER_BIN": str(fake), "ALERTMANAGER_RENDER_ONLY": "1"}
+    )
     assert result.returncode == 0
     assert not Path(f"{fake}.args").exists()
 
@@ -242,7 +250,8 @@ def test_renders_the_same_under_busybox_sh(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     rendered = (busybox_out / "alertmanager.yml").read_text()
     assert rendered == (dash_out / "alertmanager.yml").read_text().replace(
-        str(dash_out), str(busybox_out))
+        str(dash_out), str(busybox_out)
+    )
     assert (busybox_out / "smtp_password").read_text() == PASSWORD
     assert mode(busybox_out / "smtp_password") == 0o600
     missing = entrypoint(busybox_out, EMAIL | {"ALERT_SMTP_FROM": ""}, shell=(busybox, "sh"))
@@ -262,21 +271,34 @@ def test_the_real_alertmanager_runs_on_the_rendered_config(tmp_path: Path):
         tool("prometheus-alertmanager")  # skips, or fails under BTCP_TEST_STRICT=1
     assert binary is not None
     port, out = free_port(), tmp_path / "am"
-    env = {"PATH": os.environ["PATH"], **FULL, "ALERTMANAGER_RENDER_DIR": str(out),
-           "ALERTMANAGER_BIN": binary}
+    env = {
+        "PATH": os.environ["PATH"],
+        **FULL,
+        "ALERTMANAGER_RENDER_DIR": str(out),
+        "ALERTMANAGER_BIN": binary,
+    }
     log = tmp_path / "alertmanager.log"
     with log.open("w") as log_file:
         proc = subprocess.Popen(
-            ["sh", str(ENTRYPOINT), f"--storage.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                "sh",
+                str(ENTRYPOINT),
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         status: dict[str, Any] | None = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/status", timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v2/status", timeout=2
+                ) as r:
                     status = json.load(r)
                 break
             except OSError:

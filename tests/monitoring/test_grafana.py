@@ -22,7 +22,10 @@ from tests.monitoring.common import (
     tool,
 )
 
-REQUIRED = {"btcp-service": "btc-predictor / Service", "btcp-forecasts": "btc-predictor / Forecasts"}
+REQUIRED = {
+    "btcp-service": "btc-predictor / Service",
+    "btcp-forecasts": "btc-predictor / Forecasts",
+}
 GRAFANA_BUILTIN = {"-- Grafana --", "grafana"}
 
 
@@ -119,10 +122,14 @@ def test_every_datasource_reference_is_the_provisioned_one():
 def test_service_dashboard_panels():
     board = dashboards()["btcp-service"]
     panel_with(board, "rate(bitcoin_lstm_requests_total")
-    latency = panel_with(board, "histogram_quantile(0.50", "histogram_quantile(0.95",
-                         "histogram_quantile(0.99")
-    assert all("bitcoin_lstm_request_duration_seconds_bucket" in e
-               for e in exprs(latency) if "histogram_quantile" in e)
+    latency = panel_with(
+        board, "histogram_quantile(0.50", "histogram_quantile(0.95", "histogram_quantile(0.99"
+    )
+    assert all(
+        "bitcoin_lstm_request_duration_seconds_bucket" in e
+        for e in exprs(latency)
+        if "histogram_quantile" in e
+    )
     panel_with(board, 'status=~"5.."', 'name="error_ratio"')
     panel_with(board, "bitcoin_lstm_cpu_usage_percent")
     panel_with(board, "bitcoin_lstm_memory_usage_bytes")
@@ -142,18 +149,28 @@ def test_forecasts_dashboard_panels_and_asset_variable():
     forecast = [e for e in exprs(price) if "bitcoin_lstm_forecast" in e]
     for bound in ("point", "lower", "upper"):
         assert any(f'bound="{bound}"' in e for e in forecast), bound
-    fills = [p for o in price["fieldConfig"]["overrides"] for p in o["properties"]
-             if p["id"] == "custom.fillBelowTo"]
+    fills = [
+        p
+        for o in price["fieldConfig"]["overrides"]
+        for p in o["properties"]
+        if p["id"] == "custom.fillBelowTo"
+    ]
     assert fills, "the interval is drawn as a band"
 
     panel_with(board, "bitcoin_lstm_live_abs_error", 'model="naive"')
-    panel_with(board, "bitcoin_lstm_live_interval_coverage", 'name="coverage_min"',
-               'name="coverage_max"')
+    panel_with(
+        board, "bitcoin_lstm_live_interval_coverage", 'name="coverage_min"', 'name="coverage_max"'
+    )
     panel_with(board, "bitcoin_lstm_model_mase")
     panel_with(board, "bitcoin_lstm_data_age_seconds")
     panel_with(board, "bitcoin_lstm_model_info")
-    gauges = ("bitcoin_lstm_last_price", "bitcoin_lstm_forecast", "bitcoin_lstm_live_",
-              "bitcoin_lstm_model_", "bitcoin_lstm_data_age_seconds")
+    gauges = (
+        "bitcoin_lstm_last_price",
+        "bitcoin_lstm_forecast",
+        "bitcoin_lstm_live_",
+        "bitcoin_lstm_model_",
+        "bitcoin_lstm_data_age_seconds",
+    )
     for panel in panels(board):
         for expr in exprs(panel):
             for selector in re.findall(r"bitcoin_lstm_\w+\{[^}]*\}", expr):
@@ -167,8 +184,11 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path):
     for board in dashboards().values():
         for panel in panels(board):
             for expr in exprs(panel):
-                concrete = (expr.replace("$__rate_interval", "1m").replace("$asset", "BTC-USD")
-                            .replace("$horizon", "1"))
+                concrete = (
+                    expr.replace("$__rate_interval", "1m")
+                    .replace("$asset", "BTC-USD")
+                    .replace("$horizon", "1")
+                )
                 assert "$" not in concrete, f"unknown variable in {expr}"
                 rules.append({"record": f"dashboard:query_{len(rules)}", "expr": concrete})
     assert len(rules) > 20
@@ -187,8 +207,13 @@ PASSWORD_ASSIGNMENT = re.compile(
 
 @pytest.mark.parametrize(
     "line",
-    ["admin_password = admin", "GF_SECURITY_ADMIN_PASSWORD=secret", "smtp_auth_password: hunter2",
-     '"password": "x"', "  - password: admin"],
+    [
+        "admin_password = admin",
+        "GF_SECURITY_ADMIN_PASSWORD=secret",
+        "smtp_auth_password: hunter2",
+        '"password": "x"',
+        "  - password: admin",
+    ],
 )
 def test_the_password_check_recognises_passwords(line: str):
     assert PASSWORD_ASSIGNMENT.search(line)
@@ -196,9 +221,11 @@ def test_the_password_check_recognises_passwords(line: str):
 
 @pytest.mark.parametrize(
     "line",
-    ['smtp_auth_password_file: "/tmp/alertmanager/smtp_password"',
-     "smtp_password=${ALERT_SMTP_PASSWORD:-}",
-     'GF_SECURITY_ADMIN_PASSWORD: "${GRAFANA_ADMIN_PASSWORD:?set it}"'],
+    [
+        'smtp_auth_password_file: "/tmp/alertmanager/smtp_password"',
+        "smtp_password=${ALERT_SMTP_PASSWORD:-}",
+        'GF_SECURITY_ADMIN_PASSWORD: "${GRAFANA_ADMIN_PASSWORD:?set it}"',
+    ],
 )
 def test_the_password_check_allows_references(line: str):
     assert PASSWORD_ASSIGNMENT.search(line) is None

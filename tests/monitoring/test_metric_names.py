@@ -16,34 +16,49 @@ from tests.monitoring.common import ALERTS_YML, DASHBOARDS, METRIC_NAME, RULE_TE
 TARGET_LABELS = {"job", "instance"}
 
 
+def _labels(node: ast.Call) -> set[str]:
+    """The label names of one metric constructor call."""
+    labels: set[str] = set(ast.literal_eval(node.args[2])) if len(node.args) > 2 else set()
+    for keyword in node.keywords:
+        if keyword.arg == "labelnames":
+            labels = set(ast.literal_eval(keyword.value))
+    return labels
+
+
+def _series(kind: str, name: str, labels: set[str]) -> dict[str, set[str]]:
+    """The series one metric exposes, by prometheus_client's naming."""
+    if kind == "Counter":
+        # prometheus_client exposes a counter as <name without _total>_total
+        return {name.removesuffix("_total") + "_total": labels}
+    if kind == "Histogram":
+        return {
+            name + "_bucket": labels | {"le"},
+            name + "_sum": labels,
+            name + "_count": labels,
+        }
+    if kind == "Summary":
+        return {name + "_sum": labels, name + "_count": labels}
+    return {name: labels}
+
+
 def defined_metrics() -> dict[str, set[str]]:
     """Exposed series name -> its label names, from telemetry.py's source (not imported)."""
     tree = ast.parse(TELEMETRY.read_text())
     exposed: dict[str, set[str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            kind = node.func.id
-            if kind not in {"Counter", "Gauge", "Histogram", "Summary"}:
-                continue
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"Counter", "Gauge", "Histogram", "Summary"}
+        ):
             name = ast.literal_eval(node.args[0])
-            labels: set[str] = set()
-            if len(node.args) > 2:
-                labels = set(ast.literal_eval(node.args[2]))
-            for keyword in node.keywords:
-                if keyword.arg == "labelnames":
-                    labels = set(ast.literal_eval(keyword.value))
-            if kind == "Counter":
-                # prometheus_client exposes a counter as <name without _total>_total
-                exposed[name.removesuffix("_total") + "_total"] = labels
-            elif kind == "Histogram":
-                for suffix in ("_bucket", "_sum", "_count"):
-                    exposed[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
-            elif kind == "Summary":
-                exposed[name + "_sum"] = exposed[name + "_count"] = labels
-            else:
-                exposed[name] = labels
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and node.target.id == "HEALTH_METRICS" and node.value is not None):
+            exposed |= _series(node.func.id, name, _labels(node))
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "HEALTH_METRICS"
+            and node.value is not None
+        ):
             for name, (_, labels) in ast.literal_eval(node.value).items():
                 exposed[name] = set(labels)
     return exposed
@@ -57,17 +72,24 @@ def used_texts() -> dict[str, str]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
         queries = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
-        queries += [v["query"]["query"] for v in board["templating"]["list"]
-                    if isinstance(v.get("query"), dict)]
+        queries += [
+            v["query"]["query"]
+            for v in board["templating"]["list"]
+            if isinstance(v.get("query"), dict)
+        ]
         texts[f"dashboards/{path.name}"] = "\n".join(queries)
     return texts
 
 
 def test_telemetry_defines_the_metrics_this_contract_expects():
     metrics = defined_metrics()
-    for name in ("bitcoin_lstm_requests_total", "bitcoin_lstm_request_duration_seconds_bucket",
-                 "bitcoin_lstm_jobs_total", "bitcoin_lstm_alert_threshold",
-                 "bitcoin_lstm_live_abs_error"):
+    for name in (
+        "bitcoin_lstm_requests_total",
+        "bitcoin_lstm_request_duration_seconds_bucket",
+        "bitcoin_lstm_jobs_total",
+        "bitcoin_lstm_alert_threshold",
+        "bitcoin_lstm_live_abs_error",
+    ):
         assert name in metrics, name
     assert metrics["bitcoin_lstm_request_duration_seconds_bucket"] == {"method", "endpoint", "le"}
 

@@ -63,8 +63,14 @@ def rule_tests() -> list[dict[str, Any]]:
     for path in RULE_TESTS:
         for test in load_yaml(path)["tests"]:
             for case in test.get("alert_rule_test", []):
-                found.append({**case, "file": path.name, "test": test["name"],
-                              "input_series": test.get("input_series", [])})
+                found.append(
+                    {
+                        **case,
+                        "file": path.name,
+                        "test": test["name"],
+                        "input_series": test.get("input_series", []),
+                    }
+                )
     return found
 
 
@@ -72,8 +78,12 @@ def test_prometheus_config_scrapes_every_replica_the_worker_and_alerts():
     config = load_yaml(PROMETHEUS_YML)
     assert config["global"]["scrape_interval"] == "15s"
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
-    targets = [t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"]
-               for t in sc["targets"]]
+    targets = [
+        t
+        for am in config["alerting"]["alertmanagers"]
+        for sc in am["static_configs"]
+        for t in sc["targets"]
+    ]
     assert targets == ["alertmanager:9093"]
 
     api = scrape_config("btc-predictor-api")
@@ -140,7 +150,9 @@ def test_alerts_on_replicated_gauges_are_tested_with_several_replicas():
     """A rule reading a database gauge must be shown to fire ONCE with two replicas' copies."""
     cases = rule_tests()
     for rule in alert_rules():
-        gauges = [g for g in DATABASE_GAUGES if g in rule["expr"] and g != "bitcoin_lstm_alert_threshold"]
+        gauges = [
+            g for g in DATABASE_GAUGES if g in rule["expr"] and g != "bitcoin_lstm_alert_threshold"
+        ]
         if not gauges:
             continue
         proven = False
@@ -177,10 +189,14 @@ def test_thresholds_come_from_the_service_with_the_settings_defaults_as_fallback
     for rule in alert_rules():
         expr = rule["expr"]
         reads = re.findall(r"bitcoin_lstm_alert_threshold\{[^}]*\}", expr)
-        pattern = (r'scalar\(max\(bitcoin_lstm_alert_threshold\{name="(\w+)"\}\) '
-                   r"or vector\(([0-9.]+)\)\)")
+        pattern = (
+            r'scalar\(max\(bitcoin_lstm_alert_threshold\{name="(\w+)"\}\) '
+            r"or vector\(([0-9.]+)\)\)"
+        )
         checked = re.findall(pattern, expr)
-        assert len(checked) == len(reads), f"{rule['alert']}: a threshold read not as scalar(max(...) or vector(default))"
+        assert len(checked) == len(reads), (
+            f"{rule['alert']}: a threshold read not as scalar(max(...) or vector(default))"
+        )
         for name, fallback in checked:
             assert name in defaults, f"{rule['alert']}: unknown threshold {name}"
             assert float(fallback) == pytest.approx(defaults[name]), (rule["alert"], name)
@@ -225,7 +241,7 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "api_test.yml",
     ),
     "live error margin not applied": (
-        "> 1 + scalar(max(bitcoin_lstm_alert_threshold{name=\"live_error_margin\"}) or vector(0.10))",
+        '> 1 + scalar(max(bitcoin_lstm_alert_threshold{name="live_error_margin"}) or vector(0.10))',
         "> 1",
         "forecasts_test.yml",
     ),

@@ -37,8 +37,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
 DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 # Grafana's variables, as a user would pick them (the TSDB is seconds old: short windows).
-VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m",
-             "$asset": "BTC-USD", "$horizon": "1"}
+VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "5m",
+    "$asset": "BTC-USD",
+    "$horizon": "1",
+}
 OFFSET = re.compile(r"\s+offset\s+\d+[smhdwy]")
 
 
@@ -59,20 +64,36 @@ def seed_degraded_ledger(settings: Settings, today: datetime) -> None:
         for back in range(30):
             day = (today - timedelta(days=back)).date()
             made = datetime.combine(day - timedelta(days=1), datetime.min.time(), UTC)
-            session.add(PredictionRow(
-                asset="BTC-USD", model="lstm", model_version=999, as_of=made, horizon=1,
-                target_date=day, forecast=100.0, lower=95.0, upper=105.0, level=90, naive=110.0,
-                created_at=made, actual=120.0, abs_error=20.0, naive_abs_error=10.0,
-                inside=back % 10 != 0, scored_at=made + timedelta(days=1),
-            ))
+            session.add(
+                PredictionRow(
+                    asset="BTC-USD",
+                    model="lstm",
+                    model_version=999,
+                    as_of=made,
+                    horizon=1,
+                    target_date=day,
+                    forecast=100.0,
+                    lower=95.0,
+                    upper=105.0,
+                    level=90,
+                    naive=110.0,
+                    created_at=made,
+                    actual=120.0,
+                    abs_error=20.0,
+                    naive_abs_error=10.0,
+                    inside=back % 10 != 0,
+                    scored_at=made + timedelta(days=1),
+                )
+            )
     engine.dispose()
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A process in its own session, output to ``log``."""
     with log.open("wb") as out:
-        return subprocess.Popen(args, env=env, start_new_session=True, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
@@ -113,12 +134,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterat
     seed_degraded_ledger(settings, datetime.now(UTC))
     api_port, worker_port, prom_port = free_port(), free_port(), free_port()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BTCP_DATA_DIR": str(settings.data_dir),
-        "BTCP_API_KEY": API_KEY, "BTCP_WORKER_PORT": str(worker_port),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BTCP_DATA_DIR": str(settings.data_dir),
+        "BTCP_API_KEY": API_KEY,
+        "BTCP_WORKER_PORT": str(worker_port),
         "BTCP_BOOTSTRAP_CSV": str(shared_data / "Bitstamp_BTCUSD_d.csv"),
-        "BTCP_TRAIN_EPOCHS": "2", "BTCP_SOURCES": "yahoo", "BTCP_SOURCE_RETRIES": "0",
+        "BTCP_TRAIN_EPOCHS": "2",
+        "BTCP_SOURCES": "yahoo",
+        "BTCP_SOURCE_RETRIES": "0",
         "BTCP_YAHOO_URL": f"http://127.0.0.1:{free_port()}",  # refused at once: no network
-        "BTCP_WORKER_POLL": "0.2s", "BTCP_EMBEDDED_WORKER": "false",
+        "BTCP_WORKER_POLL": "0.2s",
+        "BTCP_EMBEDDED_WORKER": "false",
     }
     python = [sys.executable, "-m", "btc_predictor"]
     worker = start([*python, "worker"], env, tmp / "worker.log")
@@ -131,14 +157,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterat
         refresh = requests.post(f"{url}/api/v1/assets/BTC-USD/refresh", headers=AUTH)
         assert refresh.status_code == 202
         job = refresh.json()["id"]
-        wait_for("the failing refresh",
-                 lambda: requests.get(f"{url}/api/v1/jobs/{job}").json()["status"] == "failed")
+        wait_for(
+            "the failing refresh",
+            lambda: requests.get(f"{url}/api/v1/jobs/{job}").json()["status"] == "failed",
+        )
         for path in ["/predict", "/api/v1/forecast", "/health", "/evaluate", "/nowhere"] * 10:
             requests.get(url + path)
         config = prometheus_config(tmp, f"127.0.0.1:{api_port}", f"127.0.0.1:{worker_port}")
         prometheus = start(
-            [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{prom_port}",
-             f"--storage.tsdb.path={tmp / 'tsdb'}"], env, tmp / "prometheus.log")
+            [
+                binary,
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+            ],
+            env,
+            tmp / "prometheus.log",
+        )
         prom = f"http://127.0.0.1:{prom_port}"
         # Enough scrapes for rate() over the traffic (and one rule evaluation after them).
         wait_for("three scrapes of both targets", lambda: scraped_enough(prom), timeout=60)
@@ -234,4 +269,4 @@ def test_the_stack_produced_the_worker_series(stack: str) -> None:
     # the series exists from the worker's start, at zero.
     assert query(stack, "bitcoin_lstm_retrains_triggered_total")["data"]["result"]
     assert value("bitcoin_lstm_retrains_triggered_total") == 0
-    assert value('bitcoin_lstm_predictions_total') >= 20
+    assert value("bitcoin_lstm_predictions_total") >= 20

@@ -84,9 +84,8 @@ def test_health_schedule_is_silent_for_a_fine_model(served: Settings, engine: En
     fill_ledger(engine, 30, error=9.0)
     assert health_retrains(engine, served, NOW) == []
     # Bad coverage alone also counts as degraded.
-    fill_ledger(engine, 30, error=9.0, miss_every=2, end=(NOW + timedelta(days=40)).date(),
-                version=2)
+    fill_ledger(
+        engine, 30, error=9.0, miss_every=2, end=(NOW + timedelta(days=40)).date(), version=2
+    )
     retrains = health_retrains(engine, served, NOW + timedelta(days=40))
     assert len(retrains) == 1 and "coverage" in retrains[0]["params"]["reason"]
-
-

@@ -36,14 +36,29 @@ def factory_for(*sources: FakeSource):
 def test_real_files_ingest_exactly_and_reingest_changes_nothing(
     settings: Settings, engine: Engine, shared_data: Path
 ) -> None:
-    btc = ingest(settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    btc = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     assert (btc.inserted, btc.rejected, btc.fixed_volume, btc.gaps) == (4020, 0, 1180, [])
     assert (btc.first, btc.last) == (date(2014, 11, 28), date(2025, 11, 29))
-    eth = ingest(settings, engine, IngestRequest("ETH-USD", path=shared_data / "Bitstamp_ETHUSD_d.csv"), now=NOW)
+    eth = ingest(
+        settings,
+        engine,
+        IngestRequest("ETH-USD", path=shared_data / "Bitstamp_ETHUSD_d.csv"),
+        now=NOW,
+    )
     assert (eth.inserted, eth.rejected, eth.fixed_volume) == (1437, 988, 111)
     assert (eth.first, eth.last) == (date(2017, 11, 9), date(2021, 10, 15))
     assert len(eth.rejected_examples) == 5 and "not a positive price" in eth.rejected_examples[0]
-    again = ingest(settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    again = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4020)
     zero_volume = [c for c in stored(engine) if c.volume == 0]
     assert len(zero_volume) == 8
@@ -51,12 +66,26 @@ def test_real_files_ingest_exactly_and_reingest_changes_nothing(
 
 def test_online_ingest_is_incremental(settings: Settings, engine: Engine) -> None:
     source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 45))
-    first = ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source))
+    first = ingest(
+        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+    )
     assert (first.source, first.inserted, first.last) == ("yahoo", 31, date(2024, 1, 31))
-    second = ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK + timedelta(days=3), source_factory=factory_for(source))
+    second = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD"),
+        now=CLOCK + timedelta(days=3),
+        source_factory=factory_for(source),
+    )
     assert second.inserted == 3
     assert source.calls == [(None, date(2024, 2, 1)), (date(2024, 2, 1), date(2024, 2, 4))]
-    up_to_date = ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK + timedelta(days=3), source_factory=factory_for(source))
+    up_to_date = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD"),
+        now=CLOCK + timedelta(days=3),
+        source_factory=factory_for(source),
+    )
     assert up_to_date.fetched == 0 and len(source.calls) == 2
     assert "up to date" in up_to_date.notes[0]
 
@@ -65,16 +94,29 @@ def test_chain_falls_back_and_reports_who_served(settings: Settings, engine: Eng
     settings = settings.model_copy(update={"sources": ["yahoo", "exchange:bitstamp"]})
     down = FakeSource("yahoo", fail="HTTP 503 after 4 retries")
     backup = FakeSource("exchange:bitstamp", make_candles(date(2024, 1, 1), 31))
-    report = ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(down, backup))
+    report = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD"),
+        now=CLOCK,
+        source_factory=factory_for(down, backup),
+    )
     assert report.source == "exchange:bitstamp" and report.inserted == 31
     assert report.failed_sources == {"yahoo": "HTTP 503 after 4 retries"}
     assert report.to_json()["source"] == "exchange:bitstamp"
 
 
-def test_all_sources_failing_stores_nothing_and_records_the_run(settings: Settings, engine: Engine) -> None:
+def test_all_sources_failing_stores_nothing_and_records_the_run(
+    settings: Settings, engine: Engine
+) -> None:
     settings = settings.model_copy(update={"sources": ["yahoo", "exchange:kraken"]})
-    sources = factory_for(FakeSource("yahoo", fail="timeout"), FakeSource("exchange:kraken", fail="down"))
-    with pytest.raises(DataSourceError, match=r"BTC-USD: no source could serve it \(yahoo: timeout; exchange:kraken: down\)"):
+    sources = factory_for(
+        FakeSource("yahoo", fail="timeout"), FakeSource("exchange:kraken", fail="down")
+    )
+    with pytest.raises(
+        DataSourceError,
+        match=r"BTC-USD: no source could serve it \(yahoo: timeout; exchange:kraken: down\)",
+    ):
         ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=sources)
     assert stored(engine) == []
     with read_session(engine) as session:
@@ -82,30 +124,72 @@ def test_all_sources_failing_stores_nothing_and_records_the_run(settings: Settin
     assert [(r.status, r.inserted) for r in runs] == [("failed", 0)]
 
 
-def test_other_sources_only_append_after_the_source_of_record(settings: Settings, engine: Engine) -> None:
+def test_other_sources_only_append_after_the_source_of_record(
+    settings: Settings, engine: Engine
+) -> None:
     csv = FakeSource("csv", make_candles(date(2024, 1, 1), 20))
-    ingest(settings, engine, IngestRequest("BTC-USD", source="csv", path=Path("x.csv")), now=CLOCK, source_factory=factory_for(csv))
-    online = [replace(c, close=c.close + 1, high=c.high + 1) for c in make_candles(date(2024, 1, 1), 31)]
+    ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="csv", path=Path("x.csv")),
+        now=CLOCK,
+        source_factory=factory_for(csv),
+    )
+    online = [
+        replace(c, close=c.close + 1, high=c.high + 1) for c in make_candles(date(2024, 1, 1), 31)
+    ]
     yahoo = FakeSource("yahoo", online)
-    report = ingest(settings, engine, IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)), now=CLOCK, source_factory=factory_for(yahoo))
+    report = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)),
+        now=CLOCK,
+        source_factory=factory_for(yahoo),
+    )
     assert (report.inserted, report.updated) == (11, 0)
     assert "not the source of record" in report.notes[-1]
     rows = stored(engine)
     assert [c.close for c in rows[:20]] == [c.close for c in csv.candles]
-    forced = ingest(settings, engine, IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1), force=True), now=CLOCK, source_factory=factory_for(yahoo))
+    forced = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1), force=True),
+        now=CLOCK,
+        source_factory=factory_for(yahoo),
+    )
     assert forced.updated == 20
     assert [c.close for c in stored(engine)] == [c.close for c in online]
 
 
-def test_non_owner_without_since_appends_only_after_last_day(settings: Settings, engine: Engine) -> None:
+def test_non_owner_without_since_appends_only_after_last_day(
+    settings: Settings, engine: Engine
+) -> None:
     days = make_candles(date(2024, 1, 1), 31)
     csv = FakeSource("csv", days[:10] + days[15:25])  # a gap on 11..15 January
-    ingest(settings, engine, IngestRequest("BTC-USD", source="csv", path=Path("x.csv")), now=CLOCK, source_factory=factory_for(csv))
+    ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="csv", path=Path("x.csv")),
+        now=CLOCK,
+        source_factory=factory_for(csv),
+    )
     yahoo = FakeSource("yahoo", days)
-    report = ingest(settings, engine, IngestRequest("BTC-USD", source="yahoo"), now=CLOCK, source_factory=factory_for(yahoo))
+    report = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="yahoo"),
+        now=CLOCK,
+        source_factory=factory_for(yahoo),
+    )
     assert yahoo.calls == [(date(2024, 1, 26), date(2024, 2, 1))]
     assert report.inserted == 6 and report.gaps == [(date(2024, 1, 11), date(2024, 1, 15))]
-    backfill = ingest(settings, engine, IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)), now=CLOCK, source_factory=factory_for(yahoo))
+    backfill = ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)),
+        now=CLOCK,
+        source_factory=factory_for(yahoo),
+    )
     assert backfill.inserted == 5 and backfill.gaps == []
 
 
@@ -113,7 +197,9 @@ def test_rejected_rows_are_reported_and_never_stored(settings: Settings, engine:
     candles = make_candles(date(2024, 1, 1), 31)
     candles[4] = replace(candles[4], high=candles[4].close - 5)
     source = FakeSource("yahoo", candles)
-    report = ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source))
+    report = ingest(
+        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+    )
     assert report.rejected == 1 and report.inserted == 30
     assert report.rejected_examples == ["2024-01-05: high 99.0 is below open/close"]
     assert report.gaps == [(date(2024, 1, 5), date(2024, 1, 5))]
@@ -125,7 +211,10 @@ def test_rejected_rows_are_reported_and_never_stored(settings: Settings, engine:
         (IngestRequest("BTCUSD"), "not of the form BASE-QUOTE"),
         (IngestRequest("BTC-USD", source="binance"), "unknown source `binance`"),
         (IngestRequest("BTC-USD", source="csv"), "--source csv needs --path FILE"),
-        (IngestRequest("BTC-USD", source="yahoo", path=Path("f.csv")), "--path is only for --source csv"),
+        (
+            IngestRequest("BTC-USD", source="yahoo", path=Path("f.csv")),
+            "--path is only for --source csv",
+        ),
     ],
 )
 def test_bad_requests_are_rejected_before_any_work(
@@ -140,29 +229,52 @@ def test_bad_requests_are_rejected_before_any_work(
     assert stored(engine) == []
 
 
-def test_data_status_reports_rows_range_gaps_sources_and_age(settings: Settings, engine: Engine) -> None:
+def test_data_status_reports_rows_range_gaps_sources_and_age(
+    settings: Settings, engine: Engine
+) -> None:
     days = make_candles(date(2024, 1, 1), 31)
     source = FakeSource("yahoo", days[:3] + days[5:])
-    ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source))
+    ingest(
+        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+    )
     [btc] = data_status(settings, engine, asset="btc-usd", now=CLOCK)
     assert btc.to_json() == {
-        "asset": "BTC-USD", "rows": 29, "first": "2024-01-01", "last": "2024-01-31",
-        "gaps": [["2024-01-04", "2024-01-05"]], "sources": ["yahoo"], "rows_per_source": {"yahoo": 29},
-        "source_of_record": "yahoo", "latest_age_seconds": 9 * 3600.0, "stale": False,
+        "asset": "BTC-USD",
+        "rows": 29,
+        "first": "2024-01-01",
+        "last": "2024-01-31",
+        "gaps": [["2024-01-04", "2024-01-05"]],
+        "sources": ["yahoo"],
+        "rows_per_source": {"yahoo": 29},
+        "source_of_record": "yahoo",
+        "latest_age_seconds": 9 * 3600.0,
+        "stale": False,
     }
     tracked = settings.model_copy(update={"assets": ["BTC-USD", "ETH-USD"]})
     listing = data_status(tracked, engine, asset=None, now=CLOCK + timedelta(days=3))
-    assert [(s.asset, s.rows, s.stale) for s in listing] == [("BTC-USD", 29, True), ("ETH-USD", 0, None)]
+    assert [(s.asset, s.rows, s.stale) for s in listing] == [
+        ("BTC-USD", 29, True),
+        ("ETH-USD", 0, None),
+    ]
     with pytest.raises(AssetNotFoundError, match="known: BTC-USD"):
         data_status(settings, engine, asset="DOGE-USD", now=CLOCK)
 
 
-def test_bootstrap_ingests_only_an_empty_database(settings: Settings, engine: Engine, shared_data: Path) -> None:
-    settings = settings.model_copy(update={"assets": ["BTC-USD", "ETH-USD"], "bootstrap_csv": shared_data / "Bitstamp_BTCUSD_d.csv"})
+def test_bootstrap_ingests_only_an_empty_database(
+    settings: Settings, engine: Engine, shared_data: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "assets": ["BTC-USD", "ETH-USD"],
+            "bootstrap_csv": shared_data / "Bitstamp_BTCUSD_d.csv",
+        }
+    )
     offline = FakeSource("yahoo", fail="no network")
 
     def sources(spec: str) -> CandleSource:
-        return offline if spec == "yahoo" else make_source(spec, settings, path=settings.bootstrap_csv)
+        return (
+            offline if spec == "yahoo" else make_source(spec, settings, path=settings.bootstrap_csv)
+        )
 
     result = bootstrap(settings, engine, now=NOW, source_factory=sources)
     assert [r.inserted for r in result.reports] == [4020]
@@ -170,7 +282,9 @@ def test_bootstrap_ingests_only_an_empty_database(settings: Settings, engine: En
     assert bootstrap(settings, engine, now=NOW, source_factory=sources).skipped
 
 
-def test_real_adapters_exchange_down_falls_back_to_yahoo(settings: Settings, engine: Engine, http_stub) -> None:
+def test_real_adapters_exchange_down_falls_back_to_yahoo(
+    settings: Settings, engine: Engine, http_stub
+) -> None:
     """kraken refuses connections; the chain moves on to Yahoo's chart API (both on loopback)."""
     import socket
 
@@ -184,16 +298,30 @@ def test_real_adapters_exchange_down_falls_back_to_yahoo(settings: Settings, eng
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    http_stub.route("/v8/finance/chart/BTC-USD", lambda query, path: (200, fixture("yahoo_chart_btc_usd.json"), {}))
+    http_stub.route(
+        "/v8/finance/chart/BTC-USD",
+        lambda query, path: (200, fixture("yahoo_chart_btc_usd.json"), {}),
+    )
     clock = datetime(2024, 1, 6, 12, tzinfo=UTC)
     sleeps: list[float] = []
     with Session() as session:
         sources = {
-            "exchange:kraken": ExchangeSource("kraken", client=client("kraken", dead), timeout=1.0, retries=2, sleep=sleeps.append, clock=lambda: clock),
-            "yahoo": YahooSource(session=session, base_url=http_stub.url, timeout=2.0, retries=0, clock=lambda: clock),
+            "exchange:kraken": ExchangeSource(
+                "kraken",
+                client=client("kraken", dead),
+                timeout=1.0,
+                retries=2,
+                sleep=sleeps.append,
+                clock=lambda: clock,
+            ),
+            "yahoo": YahooSource(
+                session=session, base_url=http_stub.url, timeout=2.0, retries=0, clock=lambda: clock
+            ),
         }
         chain = settings.model_copy(update={"sources": ["exchange:kraken", "yahoo"]})
-        report = ingest(chain, engine, IngestRequest("BTC-USD"), now=clock, source_factory=sources.__getitem__)
+        report = ingest(
+            chain, engine, IngestRequest("BTC-USD"), now=clock, source_factory=sources.__getitem__
+        )
     assert report.source == "yahoo" and report.inserted > 0
     assert list(report.failed_sources) == ["exchange:kraken"] and sleeps == [1.0, 2.0]
     assert len(http_stub.seen("/v8/finance/chart/BTC-USD")) == 1

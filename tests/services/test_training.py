@@ -31,23 +31,60 @@ from btc_predictor.storage.db import write_session
 from btc_predictor.storage.tables import ModelArtifactRow
 from tests.conftest import NOW
 
-FORECAST_KEYS = {"asset", "model", "model_version", "as_of", "last_close", "last_date", "data_age_seconds", "stale", "level", "points"}
-TRAIN_KEYS = {"asset", "model", "version", "promoted", "promotion_reason", "training_duration", "data_points_used", "train_start", "train_end", "metrics", "baseline", "calibration"}
+FORECAST_KEYS = {
+    "asset",
+    "model",
+    "model_version",
+    "as_of",
+    "last_close",
+    "last_date",
+    "data_age_seconds",
+    "stale",
+    "level",
+    "points",
+}
+TRAIN_KEYS = {
+    "asset",
+    "model",
+    "version",
+    "promoted",
+    "promotion_reason",
+    "training_duration",
+    "data_points_used",
+    "train_start",
+    "train_end",
+    "metrics",
+    "baseline",
+    "calibration",
+}
 
 
 @pytest.fixture
 def btc(settings: Settings, engine: Engine, shared_data: Path) -> Engine:
     """The real Bitstamp BTC/USD history ingested."""
-    ingest(settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    ingest(
+        settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     return engine
 
 
-def test_train_reports_against_naive_and_first_real_model_is_promoted(settings: Settings, btc: Engine) -> None:
+def test_train_reports_against_naive_and_first_real_model_is_promoted(
+    settings: Settings, btc: Engine
+) -> None:
     report = train(settings, btc, TrainRequest(model="drift", promote="always"), now=NOW)
     assert report.keys() >= TRAIN_KEYS
-    assert (report["train_start"], report["train_end"], report["data_points_used"]) == ("2018-01-01", "2025-11-29", 2890)
+    assert (report["train_start"], report["train_end"], report["data_points_used"]) == (
+        "2018-01-01",
+        "2025-11-29",
+        2890,
+    )
     assert report["baseline"]["naive"]["mae"] == pytest.approx(1487.10, abs=0.01)  # BASELINES.md
-    assert report["metrics"]["mase"] == pytest.approx(report["metrics"]["mae"] / report["baseline"]["naive"]["mae"])
+    assert report["metrics"]["mase"] == pytest.approx(
+        report["metrics"]["mae"] / report["baseline"]["naive"]["mae"]
+    )
     assert len(report["calibration"]["residuals_per_horizon"]) == 30
     assert report["promoted"] and "always" in report["promotion_reason"]
 
@@ -64,17 +101,26 @@ def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> No
     drift = train(settings, btc, TrainRequest(model="drift", promote="never"), now=NOW)
     forecast = predict(settings, btc, ForecastRequest(horizon=5, level=80), now=NOW)
     assert forecast.keys() == FORECAST_KEYS
-    assert (forecast["model"], forecast["model_version"], forecast["last_date"]) == ("naive", first["version"], "2025-11-29")
+    assert (forecast["model"], forecast["model_version"], forecast["last_date"]) == (
+        "naive",
+        first["version"],
+        "2025-11-29",
+    )
     assert forecast["as_of"] == "2025-11-30T00:00:00+00:00" and forecast["stale"] is False
     assert forecast["data_age_seconds"] == 30 * 3600
     points = forecast["points"]
     assert [p["horizon"] for p in points] == [1, 2, 3, 4, 5]
-    assert [p["target_date"] for p in points] == [f"2025-11-{d}" for d in (30,)] + [f"2025-12-0{d}" for d in range(1, 5)]
+    assert [p["target_date"] for p in points] == [f"2025-11-{d}" for d in (30,)] + [
+        f"2025-12-0{d}" for d in range(1, 5)
+    ]
     assert all(p["value"] == p["naive"] == forecast["last_close"] == 90832.0 for p in points)
     widths = [p["upper"] - p["lower"] for p in points]
     assert all(p["lower"] < p["value"] < p["upper"] for p in points) and widths == sorted(widths)
     wider = predict(settings, btc, ForecastRequest(horizon=5, level=95), now=NOW)["points"]
-    assert all(w["upper"] - w["lower"] > p["upper"] - p["lower"] for w, p in zip(wider, points, strict=True))
+    assert all(
+        w["upper"] - w["lower"] > p["upper"] - p["lower"]
+        for w, p in zip(wider, points, strict=True)
+    )
     other = predict(settings, btc, ForecastRequest(horizon=2, model="drift"), now=NOW)
     assert other["model_version"] == drift["version"] and other["points"][1]["value"] != 90832.0
 
@@ -89,7 +135,9 @@ def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> No
         (ForecastRequest(model="gru"), NoModelError, "no gru version for BTC-USD"),
     ],
 )
-def test_bad_forecast_requests(settings: Settings, btc: Engine, request_: ForecastRequest, error: type, message: str) -> None:
+def test_bad_forecast_requests(
+    settings: Settings, btc: Engine, request_: ForecastRequest, error: type, message: str
+) -> None:
     with pytest.raises(error, match=message):
         predict(settings, btc, request_, now=NOW)
 
@@ -112,11 +160,17 @@ def test_horizon_beyond_the_model(settings: Settings, btc: Engine) -> None:
         predict(settings, btc, ForecastRequest(horizon=10), now=NOW)
 
 
-def test_damaged_active_model_fails_clearly_and_rollback_restores_service(settings: Settings, btc: Engine) -> None:
+def test_damaged_active_model_fails_clearly_and_rollback_restores_service(
+    settings: Settings, btc: Engine
+) -> None:
     good = train(settings, btc, TrainRequest(model="naive", promote="always"), now=NOW)["version"]
     bad = train(settings, btc, TrainRequest(model="drift", promote="always"), now=NOW)["version"]
     with write_session(btc) as session:
-        session.execute(update(ModelArtifactRow).where(ModelArtifactRow.version_id == bad, ModelArtifactRow.name == "model.onnx").values(content=b"\x08\x01truncated"))
+        session.execute(
+            update(ModelArtifactRow)
+            .where(ModelArtifactRow.version_id == bad, ModelArtifactRow.name == "model.onnx")
+            .values(content=b"\x08\x01truncated")
+        )
     with pytest.raises(ArtifactError, match=f"model.onnx of version {bad} is damaged"):
         predict(settings, btc, ForecastRequest(), now=NOW)
     assert rollback_model(btc, "BTC-USD", now=NOW)["id"] == good
@@ -133,30 +187,65 @@ def test_keep_versions_prunes_old_ones_but_not_the_active(settings: Settings, bt
         train(keep2, btc, TrainRequest(model="naive", promote="never"), now=NOW)
     rows = list_models(btc, asset="BTC-USD")
     assert [(r["id"], r["active"], r["pruned"]) for r in rows] == [
-        (active + 3, False, False), (active + 2, False, False), (active + 1, False, True), (active, True, False),
+        (active + 3, False, False),
+        (active + 2, False, False),
+        (active + 1, False, True),
+        (active, True, False),
     ]
 
 
 def test_backtest_json_shape(settings: Settings, btc: Engine) -> None:
     request = BacktestRequest(model="drift", days=120, refit_every=30, horizon=3)
     report = run_backtest(settings, btc, request, executor=SerialExecutor())
-    assert (report["asset"], report["model"], report["start"], report["end"]) == ("BTC-USD", "drift", "2025-08-02", "2025-11-29")
+    assert (report["asset"], report["model"], report["start"], report["end"]) == (
+        "BTC-USD",
+        "drift",
+        "2025-08-02",
+        "2025-11-29",
+    )
     assert report["folds"] == 4 and [h["h"] for h in report["horizons"]] == [1, 2, 3]
     h1 = report["horizons"][0]
-    assert {"n", "mae", "rmse", "mape", "mase", "directional_accuracy", "coverage", "interval_width", "naive_mae", "dm_pvalue"} <= h1.keys()
+    assert {
+        "n",
+        "mae",
+        "rmse",
+        "mape",
+        "mase",
+        "directional_accuracy",
+        "coverage",
+        "interval_width",
+        "naive_mae",
+        "dm_pvalue",
+    } <= h1.keys()
     assert h1["n"] == 120 and 0.8 < h1["mase"] < 1.2
     row = report["series"][0]
-    assert row.keys() >= {"origin", "target_date", "h", "actual", "forecast", "lower", "upper", "naive"}
+    assert row.keys() >= {
+        "origin",
+        "target_date",
+        "h",
+        "actual",
+        "forecast",
+        "lower",
+        "upper",
+        "naive",
+    }
     with pytest.raises(InvalidInputError, match="--days or --start, not both"):
         run_backtest(settings, btc, BacktestRequest(days=10, start=date(2025, 1, 1)))
 
 
-def test_predict_in_a_fresh_process_never_imports_torch(sqlite_settings: Settings, shared_data: Path) -> None:
+def test_predict_in_a_fresh_process_never_imports_torch(
+    sqlite_settings: Settings, shared_data: Path
+) -> None:
     from btc_predictor.storage.db import create_db_engine, upgrade
 
     engine = create_db_engine(sqlite_settings)
     upgrade(engine)
-    ingest(sqlite_settings, engine, IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"), now=NOW)
+    ingest(
+        sqlite_settings,
+        engine,
+        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        now=NOW,
+    )
     train(sqlite_settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)
     code = (
         "import sys\n"
@@ -167,13 +256,17 @@ def test_predict_in_a_fresh_process_never_imports_torch(sqlite_settings: Setting
         "print('TORCH-FREE', file=sys.stderr)\n"
     )
     env = {"BTCP_DATA_DIR": str(sqlite_settings.data_dir), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert "TORCH-FREE" in done.stderr
     assert json.loads(done.stdout)["model"] == "drift"
 
 
-def test_default_lstm_trains_promotes_and_serves_through_onnx(settings: Settings, btc: Engine) -> None:
+def test_default_lstm_trains_promotes_and_serves_through_onnx(
+    settings: Settings, btc: Engine
+) -> None:
     """The real default model, capped at 2 epochs: stored, verified, promoted, served."""
     from btc_predictor.services.training import bootstrap_models
 
@@ -183,7 +276,9 @@ def test_default_lstm_trains_promotes_and_serves_through_onnx(settings: Settings
     assert isinstance(report, dict) and report["model"] == "lstm" and report["promoted"]
     assert report["promotion_reason"] == "promoted: no version is active"
     assert 0.9 < report["metrics"]["mase"] < 1.1
-    assert bootstrap_models(quick, btc, now=NOW) == {"BTC-USD": f"version {report['version']} is active"}
+    assert bootstrap_models(quick, btc, now=NOW) == {
+        "BTC-USD": f"version {report['version']} is active"
+    }
     forecast = predict(quick, btc, ForecastRequest(horizon=30), now=NOW)
     assert forecast["model"] == "lstm" and len(forecast["points"]) == 30
     again = train(quick, btc, TrainRequest(model="lstm", seed=1), now=NOW)

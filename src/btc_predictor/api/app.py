@@ -296,8 +296,13 @@ class Envelope:
         endpoint = self.templates.get(id(route)) or getattr(route, "path", None)
         self.metrics.observe(method, endpoint, status, elapsed)
         ms = round(elapsed * 1000, 2)
-        fields = {"request_id": request_id, "method": method, "path": path, "status": status,
-                  "ms": ms}
+        fields = {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "ms": ms,
+        }
         self.access(f"{method} {path} {status} {ms:.2f}ms id={request_id}", fields)
 
 

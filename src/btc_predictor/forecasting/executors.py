@@ -17,6 +17,7 @@ from btc_predictor.errors import InvalidInputError
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 class Executor(Protocol):
     """Runs ``fn`` over ``items``, yielding results in input order."""
 

@@ -38,6 +38,7 @@ STATUSES = JOB_STATUSES
 MAX_LIST = 1000
 _ENQUEUE_ATTEMPTS = 3
 
+
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """A job a worker has just moved to running."""

@@ -38,8 +38,6 @@ _STATUS_IN_MESSAGE = re.compile(r"^\S+ [A-Z]+ \S+ (\d{3}) ")
 Row = list[Any]
 
 
-
-
 class ExchangeSource:
     """Closed daily candles from one exchange's public REST API, via sync ccxt."""
 

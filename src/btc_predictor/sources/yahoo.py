@@ -33,8 +33,6 @@ _SNIPPET = 200
 _TRANSIENT_ERRORS = (Timeout, ConnectionError, HTTPError)
 
 
-
-
 class YahooSource:
     """Closed daily candles from Yahoo's ``/v8/finance/chart`` endpoint."""
 

@@ -297,5 +297,3 @@ class TorchForecaster(abc.ABC):
             raise ArtifactError(f"{cls.name} weights do not match its config: {exc}") from exc
         model._graph, model._fitted = graph.eval(), dict(config["fitted"])
         return model
-
-

@@ -167,5 +167,3 @@ class SeedLSTMForecaster(TorchForecaster):
         fitted |= {"epochs_run": result.epochs_run, "val_loss": result.val_loss}
         self._graph, self._fitted = graph.eval(), fitted
         return self
-
-

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade
 from btc_predictor.storage.tables import Base
 from tests.sources.http_stub import HttpStub
@@ -131,6 +132,8 @@ def served(settings: Settings, engine: Engine) -> Settings:
     from tests.factories import FakeSource, make_candles  # factories import this module
 
     source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 700))
-    ingest(settings, engine, IngestRequest("BTC-USD"), now=NOW, source_factory=lambda _: source)
+    ingest(
+        settings, engine, IngestRequest(asset="BTC-USD"), now=NOW, source_factory=lambda _: source
+    )
     train(settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
     return settings

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     def _upper_assets(cls, value: list[str]) -> list[str]:
         return [asset.upper() for asset in value]
 
+    def is_stale(self, age_seconds: float) -> bool:
+        """Data older than ``max_data_age`` is still served, flagged ``stale``."""
+        return age_seconds > self.max_data_age.total_seconds()
+
     @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from btc_predictor.api.app import create_app
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade
 from tests.conftest import NOW
 
@@ -39,7 +40,7 @@ def installed(api_settings: Settings, shared_data: Path) -> Settings:
     ingest(
         api_settings,
         engine,
-        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        IngestRequest(asset="BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
         now=NOW,
     )
     train(api_settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)

@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade
 from tests.api.conftest import API_KEY
 from tests.api.live import serving
@@ -57,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Itera
     engine = create_db_engine(settings)
     upgrade(engine)
     csv = shared_data / "Bitstamp_BTCUSD_d.csv"
-    ingest(settings, engine, IngestRequest("BTC-USD", path=csv), now=NOW)
+    ingest(settings, engine, IngestRequest(asset="BTC-USD", path=csv), now=NOW)
     train(settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)
     engine.dispose()
     with serving(settings.data_dir, root / "serve.log", **OFFLINE) as url:

@@ -110,15 +110,6 @@ def test_request_ids_and_body_cap(client: TestClient) -> None:
     assert chunked.json()["code"] == "too_large"
 
 
-def test_documented_model_names_are_the_registry() -> None:
-    from typing import get_args
-
-    from btc_predictor.api.schemas import ModelName
-    from btc_predictor.forecasting.registry import model_names
-
-    assert list(get_args(ModelName)) == model_names()
-
-
 def test_the_api_process_never_imports_torch(installed) -> None:
     import subprocess
     import sys

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from btc_predictor.api.metrics import HealthCollector
 from btc_predictor.config import Settings
-from btc_predictor.services.forecast import ForecastRequest
+from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.telemetry import HEALTH_METRICS
 from tests.conftest import NOW
 from tests.factories import fill_ledger

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from typing import get_args
 
 import pytest
 from fastapi.testclient import TestClient
 
-from btc_predictor.api import schemas
 from btc_predictor.api.routes.ui import UI_DIR
+from btc_predictor.shapes.common import MODEL_NAMES
 from tests.conftest import REPO
 
 UPLOT_VERSION = "1.6.32"
@@ -120,7 +119,7 @@ def test_readme_names_the_vendored_chart_library_and_version() -> None:
 
 def test_training_and_backtest_forms_offer_exactly_the_api_models(empty_client: TestClient) -> None:
     options = page_refs(empty_client.get("/ui/").text).options
-    assert options == list(get_args(schemas.ModelName))
+    assert options == list(MODEL_NAMES)
 
 
 def test_unknown_ui_files_get_the_api_error_shape(empty_client: TestClient) -> None:

@@ -8,7 +8,8 @@ from tests.api.conftest import AUTH
 
 
 def test_forecast_is_exactly_predict_json(client: TestClient, installed) -> None:
-    from btc_predictor.services.forecast import ForecastRequest, predict
+    from btc_predictor.services.forecast import predict
+    from btc_predictor.shapes.requests import ForecastRequest
     from btc_predictor.storage.db import create_db_engine
     from tests.conftest import NOW
 
@@ -42,7 +43,8 @@ def test_assets_and_candles(client: TestClient) -> None:
 
 
 def test_models_promote_and_rollback(client: TestClient, installed) -> None:
-    from btc_predictor.services.training import TrainRequest, train
+    from btc_predictor.services.training import train
+    from btc_predictor.shapes.requests import TrainRequest
     from btc_predictor.storage.db import create_db_engine
     from tests.conftest import NOW
 

@@ -119,9 +119,16 @@ BAD_CSV = {
         (["ingest", "--source", "ftp", "--path", "{tmp}/number.csv"], "unknown source `ftp`"),
         (
             ["ingest", "--asset", "bitcoin", "--path", "{tmp}/number.csv"],
-            "asset `bitcoin` is not of the form BASE-QUOTE",
+            "--asset: `bitcoin` is not of the form BASE-QUOTE",
         ),
-        (["ingest", "--since", "yesterday"], "--since `yesterday` is not a date"),
+        (["ingest", "--since", "yesterday"], "--since: `yesterday` is not a day (use YYYY-MM-DD)"),
+        (["train", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
+        (
+            ["train", "--seed", str(2**31)],
+            "--seed: Input should be less than or equal to 2147483647",
+        ),
+        (["train", "--promote", "sometimes"], "--promote: Input should be 'auto', 'always' or"),
+        (["backtest", "--days", "9", "--start", "2024-01-01"], "give days or start, not both"),
         (["data", "status", "--asset", "DOGE-USD"], "asset DOGE-USD is neither tracked nor stored"),
     ],
 )
@@ -205,11 +212,11 @@ def test_train_predict_models_round_trip(seeded: dict[str, str], tmp_path: Path)
     [
         (
             ["train", "--model", "prophet"],
-            "unknown model `prophet`; valid models: naive, drift, seed-lstm",
+            "--model: unknown model `prophet` (valid models: naive, drift, seed-lstm",
         ),
         (["train", "--asset", "DOGE-USD", "--model", "naive"], "no data for DOGE-USD"),
         (["train", "--model", "naive", "--start", "2025-10-01"], "needs at least 295"),
-        (["predict", "--horizon", "0"], "horizon 0 is out of range (1..30)"),
+        (["predict", "--horizon", "0"], "--horizon: Input should be greater than or equal to 1"),
         (["predict", "--horizon", "31"], "horizon 31 is out of range (1..30)"),
         (["predict"], "no active model for BTC-USD: run `btc-predictor train --asset BTC-USD`"),
         (["models", "show", "42"], "no model version 42"),

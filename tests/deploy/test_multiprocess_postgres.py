@@ -22,8 +22,9 @@ import requests
 from sqlalchemy import select
 
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session
 from btc_predictor.storage.tables import JobRow, ScheduleRow
 from tests.conftest import NOW, _reset_postgres
@@ -105,7 +106,7 @@ def seed(url: str, data_dir: Path, csv: Path) -> tuple[int, int]:
     engine = create_db_engine(settings)
     try:
         upgrade(engine)
-        ingest(settings, engine, IngestRequest("BTC-USD", path=csv), now=NOW)
+        ingest(settings, engine, IngestRequest(asset="BTC-USD", path=csv), now=NOW)
         drift = train(settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)
         naive = train(settings, engine, TrainRequest(model="naive", promote="never"), now=NOW)
         # The worker's first start would queue an online refresh at once (tests never reach

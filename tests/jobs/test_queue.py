@@ -15,6 +15,7 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError, JobRunningError
 from btc_predictor.jobs import params as job_params
 from btc_predictor.jobs import queue as jobs
+from btc_predictor.shapes.requests import BacktestRequest, IngestJob
 from btc_predictor.storage.db import create_db_engine
 from tests.conftest import NOW
 
@@ -110,42 +111,56 @@ def test_dedupe_keys() -> None:
 @pytest.mark.parametrize(
     ("kind", "params", "message"),
     [
-        ("ingest", {"asset": "BTC-USD", "path": "/etc/passwd"}, "`path` is not accepted"),
-        ("ingest", {"asset": "BTC-USD", "source": "csv"}, "cannot use the csv source"),
+        ("ingest", {"asset": "BTC-USD", "path": "/etc/passwd"}, "`path`: is not accepted"),
+        ("ingest", {"asset": "BTC-USD", "source": "csv"}, "csv reads a file on the server"),
         ("ingest", {"asset": "BTC-USD", "source": "ftp"}, "unknown source `ftp`"),
-        ("ingest", {"asset": "BTC-USD", "since": "2024-13-01"}, "`since` must be a date"),
-        ("ingest", {"asset": "BTC-USD", "force": "yes"}, "`force` must be true or false"),
-        ("train", {"asset": "BTCUSD"}, "not of the form BASE-QUOTE"),
-        ("train", {"model": "prophet"}, "unknown model `prophet`; valid models: naive"),
-        ("train", {"epochs": 0}, "`epochs` must be an integer ≥ 1"),
-        ("train", {"seed": True}, "`seed` must be an integer"),
-        ("train", {"promote": "sometimes"}, "`promote` must be one of auto, always, never"),
-        ("retrain", {"promote": "always"}, "unknown retrain parameter `promote`"),
-        ("backtest", {"level": 100}, "`level` must be an integer in 50..99"),
         (
-            "backtest",
-            {"window": 3, "zeta": 1},
-            "unknown backtest parameter `window`, `zeta`; accepted: asset",
+            "ingest",
+            {"asset": "BTC-USD", "since": "2024-13-01"},
+            "`since`: `2024-13-01` is not a day",
         ),
+        ("ingest", {"asset": "BTC-USD", "since": 0}, "`since`: `0` is not a day"),
+        ("ingest", {"asset": "BTC-USD", "force": "yes"}, "`force`: Input should be a valid bool"),
+        ("ingest", {"force": 0}, "`force`: Input should be a valid bool"),
+        ("train", {"asset": "BTCUSD"}, "`asset`: `BTCUSD` is not of the form BASE-QUOTE"),
+        ("train", {"model": "prophet"}, "`model`: unknown model `prophet` \\(valid models: naive"),
+        ("train", {"epochs": 0}, "`epochs`: Input should be greater than or equal to 1"),
+        ("train", {"seed": True}, "`seed`: Input should be a valid integer"),
+        ("train", {"seed": 2**31}, "`seed`: Input should be less than or equal to 2147483647"),
+        ("train", {"seed": 2**70}, "`seed`: Input should be less than or equal to 2147483647"),
+        ("train", {"promote": "sometimes"}, "`promote`: Input should be 'auto', 'always'"),
+        ("retrain", {"promote": "always"}, "retrain parameter `promote`: is not accepted"),
+        ("backtest", {"level": 100}, "`level`: Input should be less than or equal to 99"),
+        ("backtest", {"days": 30, "start": "2024-01-01"}, "give days or start, not both"),
+        ("backtest", {"window": 3, "zeta": 1}, "`window`: is not accepted \\(accepted: asset"),
+        ("launch", {}, "unknown job kind `launch`"),
     ],
 )
-def test_normalize_params_rejects_bad_input(
+def test_params_are_refused_with_the_field_named(
     sqlite_settings: Settings, kind: str, params: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=message):
         job_params.normalize_params(sqlite_settings, kind, params)
 
 
-def test_normalize_params_fills_defaults_and_drops_nulls(sqlite_settings: Settings) -> None:
+def test_params_fill_the_model_default_and_normalise_the_asset(sqlite_settings: Settings) -> None:
     clean = job_params.normalize_params(
         sqlite_settings,
         "backtest",
         {"model": None, "start": "2024-01-05", "days": None, "level": 80},
     )
-    assert clean == {"asset": "BTC-USD", "model": "lstm", "start": "2024-01-05", "level": 80}
-    assert job_params.normalize_params(
-        sqlite_settings, "ingest", {"asset": "eth-usd", "since": None}
-    ) == {"asset": "ETH-USD"}
+    assert clean == BacktestRequest.model_validate(
+        {"model": "lstm", "start": "2024-01-05", "level": 80}
+    )
+    ingest = job_params.normalize_params(sqlite_settings, "ingest", {"asset": "eth-usd"})
+    assert ingest == IngestJob(asset="ETH-USD")
+
+
+def test_every_job_kind_has_a_params_shape_and_a_handler() -> None:
+    from btc_predictor.jobs.handlers import HANDLERS
+    from btc_predictor.shapes.jobs import JOB_KINDS, JOB_PARAMS
+
+    assert set(JOB_PARAMS) == set(HANDLERS) == set(JOB_KINDS)
 
 
 def test_list_jobs_newest_first_with_filters(engine: Engine) -> None:

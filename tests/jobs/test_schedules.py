@@ -14,8 +14,9 @@ from btc_predictor.errors import InvalidInputError
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.schedules import due, enqueue_due, list_schedules, next_run
 from btc_predictor.jobs.worker import Worker
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.tables import ScheduleRow
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
@@ -34,7 +35,13 @@ def fake_yahoo() -> FakeSource:
 def trained(settings: Settings, engine: Engine) -> Engine:
     """BTC-USD has data and an active (naive) model, so bootstrap has nothing to do."""
     source = fake_yahoo()
-    ingest(settings, engine, IngestRequest("BTC-USD"), now=NOW, source_factory=lambda spec: source)
+    ingest(
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD"),
+        now=NOW,
+        source_factory=lambda spec: source,
+    )
     train(settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
     return engine
 
@@ -101,7 +108,13 @@ def test_first_start_on_an_empty_install_ingests_then_trains(
 
 def test_bootstrap_trains_directly_when_data_exists(settings: Settings, engine: Engine) -> None:
     source = fake_yahoo()
-    ingest(settings, engine, IngestRequest("BTC-USD"), now=NOW, source_factory=lambda spec: source)
+    ingest(
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD"),
+        now=NOW,
+        source_factory=lambda spec: source,
+    )
     started = enqueue_due(engine, settings, now=NOW, starting=True)
     assert kinds(engine, started) == [
         ("train", {"asset": "BTC-USD", "model": "lstm"}),

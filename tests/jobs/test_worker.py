@@ -30,9 +30,10 @@ from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.handlers import JobContext, Progress
 from btc_predictor.jobs.side_server import SideServer
 from btc_predictor.jobs.worker import Worker, run_worker
-from btc_predictor.services import IngestRequest, ingest
-from btc_predictor.services.forecast import ForecastRequest, predict
-from btc_predictor.services.training import TrainRequest, train
+from btc_predictor.services import ingest
+from btc_predictor.services.forecast import predict
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import ForecastRequest, IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, read_session, upgrade
 from btc_predictor.storage.model_store import list_versions
 from btc_predictor.telemetry import JOBS_TOTAL
@@ -73,7 +74,7 @@ def btc(settings: Settings, engine: Engine, shared_data: Path) -> Engine:
     ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        IngestRequest(asset="BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
         now=NOW,
     )
     return engine
@@ -87,7 +88,7 @@ def sqlite_btc(sqlite_settings: Settings, shared_data: Path) -> Iterator[Engine]
     ingest(
         sqlite_settings,
         engine,
-        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        IngestRequest(asset="BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
         now=NOW,
     )
     yield engine
@@ -120,7 +121,7 @@ def test_ingest_job_never_reads_a_server_file(sqlite_settings: Settings, shared_
     job = jobs.enqueue(engine, kind="ingest", params={"asset": "BTC-USD", "path": path}, now=NOW)
     make_worker(sqlite_settings, engine).run_once()
     failed = jobs.get_job(engine, job["id"])
-    assert failed["status"] == "failed" and "`path` is not accepted" in failed["error"]
+    assert failed["status"] == "failed" and "`path`: is not accepted" in failed["error"]
     engine.dispose()
 
 

@@ -7,11 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
-from btc_predictor.services import IngestRequest, bootstrap, data_status, ingest
+from btc_predictor.services import bootstrap, data_status, ingest
+from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.sources import make_source
 from btc_predictor.sources.base import CandleSource
 from btc_predictor.storage import repository as repo
@@ -39,7 +41,7 @@ def test_real_files_ingest_exactly_and_reingest_changes_nothing(
     btc = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        IngestRequest(asset="BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
         now=NOW,
     )
     assert (btc.inserted, btc.rejected, btc.fixed_volume, btc.gaps) == (4020, 0, 1180, [])
@@ -47,7 +49,7 @@ def test_real_files_ingest_exactly_and_reingest_changes_nothing(
     eth = ingest(
         settings,
         engine,
-        IngestRequest("ETH-USD", path=shared_data / "Bitstamp_ETHUSD_d.csv"),
+        IngestRequest(asset="ETH-USD", path=shared_data / "Bitstamp_ETHUSD_d.csv"),
         now=NOW,
     )
     assert (eth.inserted, eth.rejected, eth.fixed_volume) == (1437, 988, 111)
@@ -56,7 +58,7 @@ def test_real_files_ingest_exactly_and_reingest_changes_nothing(
     again = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
+        IngestRequest(asset="BTC-USD", path=shared_data / "Bitstamp_BTCUSD_d.csv"),
         now=NOW,
     )
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4020)
@@ -67,13 +69,17 @@ def test_real_files_ingest_exactly_and_reingest_changes_nothing(
 def test_online_ingest_is_incremental(settings: Settings, engine: Engine) -> None:
     source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 45))
     first = ingest(
-        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD"),
+        now=CLOCK,
+        source_factory=factory_for(source),
     )
     assert (first.source, first.inserted, first.last) == ("yahoo", 31, date(2024, 1, 31))
     second = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD"),
+        IngestRequest(asset="BTC-USD"),
         now=CLOCK + timedelta(days=3),
         source_factory=factory_for(source),
     )
@@ -82,7 +88,7 @@ def test_online_ingest_is_incremental(settings: Settings, engine: Engine) -> Non
     up_to_date = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD"),
+        IngestRequest(asset="BTC-USD"),
         now=CLOCK + timedelta(days=3),
         source_factory=factory_for(source),
     )
@@ -97,7 +103,7 @@ def test_chain_falls_back_and_reports_who_served(settings: Settings, engine: Eng
     report = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD"),
+        IngestRequest(asset="BTC-USD"),
         now=CLOCK,
         source_factory=factory_for(down, backup),
     )
@@ -117,7 +123,7 @@ def test_all_sources_failing_stores_nothing_and_records_the_run(
         DataSourceError,
         match=r"BTC-USD: no source could serve it \(yahoo: timeout; exchange:kraken: down\)",
     ):
-        ingest(settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=sources)
+        ingest(settings, engine, IngestRequest(asset="BTC-USD"), now=CLOCK, source_factory=sources)
     assert stored(engine) == []
     with read_session(engine) as session:
         runs = session.scalars(select(IngestRunRow)).all()
@@ -131,7 +137,7 @@ def test_other_sources_only_append_after_the_source_of_record(
     ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="csv", path=Path("x.csv")),
+        IngestRequest(asset="BTC-USD", source="csv", path=Path("x.csv")),
         now=CLOCK,
         source_factory=factory_for(csv),
     )
@@ -142,7 +148,7 @@ def test_other_sources_only_append_after_the_source_of_record(
     report = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)),
+        IngestRequest(asset="BTC-USD", source="yahoo", since=date(2024, 1, 1)),
         now=CLOCK,
         source_factory=factory_for(yahoo),
     )
@@ -153,7 +159,7 @@ def test_other_sources_only_append_after_the_source_of_record(
     forced = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1), force=True),
+        IngestRequest(asset="BTC-USD", source="yahoo", since=date(2024, 1, 1), force=True),
         now=CLOCK,
         source_factory=factory_for(yahoo),
     )
@@ -169,7 +175,7 @@ def test_non_owner_without_since_appends_only_after_last_day(
     ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="csv", path=Path("x.csv")),
+        IngestRequest(asset="BTC-USD", source="csv", path=Path("x.csv")),
         now=CLOCK,
         source_factory=factory_for(csv),
     )
@@ -177,7 +183,7 @@ def test_non_owner_without_since_appends_only_after_last_day(
     report = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="yahoo"),
+        IngestRequest(asset="BTC-USD", source="yahoo"),
         now=CLOCK,
         source_factory=factory_for(yahoo),
     )
@@ -186,7 +192,7 @@ def test_non_owner_without_since_appends_only_after_last_day(
     backfill = ingest(
         settings,
         engine,
-        IngestRequest("BTC-USD", source="yahoo", since=date(2024, 1, 1)),
+        IngestRequest(asset="BTC-USD", source="yahoo", since=date(2024, 1, 1)),
         now=CLOCK,
         source_factory=factory_for(yahoo),
     )
@@ -198,21 +204,29 @@ def test_rejected_rows_are_reported_and_never_stored(settings: Settings, engine:
     candles[4] = replace(candles[4], high=candles[4].close - 5)
     source = FakeSource("yahoo", candles)
     report = ingest(
-        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD"),
+        now=CLOCK,
+        source_factory=factory_for(source),
     )
     assert report.rejected == 1 and report.inserted == 30
     assert report.rejected_examples == ["2024-01-05: high 99.0 is below open/close"]
     assert report.gaps == [(date(2024, 1, 5), date(2024, 1, 5))]
 
 
+def test_a_malformed_asset_is_refused_by_the_request_shape() -> None:
+    with pytest.raises(ValidationError, match="`BTCUSD` is not of the form BASE-QUOTE"):
+        IngestRequest(asset="BTCUSD")
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (IngestRequest("BTCUSD"), "not of the form BASE-QUOTE"),
-        (IngestRequest("BTC-USD", source="binance"), "unknown source `binance`"),
-        (IngestRequest("BTC-USD", source="csv"), "--source csv needs --path FILE"),
+        (IngestRequest(asset="BTC-USD", source="binance"), "unknown source `binance`"),
+        (IngestRequest(asset="BTC-USD", source="csv"), "--source csv needs --path FILE"),
         (
-            IngestRequest("BTC-USD", source="yahoo", path=Path("f.csv")),
+            IngestRequest(asset="BTC-USD", source="yahoo", path=Path("f.csv")),
             "--path is only for --source csv",
         ),
     ],
@@ -235,7 +249,11 @@ def test_data_status_reports_rows_range_gaps_sources_and_age(
     days = make_candles(date(2024, 1, 1), 31)
     source = FakeSource("yahoo", days[:3] + days[5:])
     ingest(
-        settings, engine, IngestRequest("BTC-USD"), now=CLOCK, source_factory=factory_for(source)
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD"),
+        now=CLOCK,
+        source_factory=factory_for(source),
     )
     [btc] = data_status(settings, engine, asset="btc-usd", now=CLOCK)
     assert btc.to_json() == {
@@ -320,7 +338,11 @@ def test_real_adapters_exchange_down_falls_back_to_yahoo(
         }
         chain = settings.model_copy(update={"sources": ["exchange:kraken", "yahoo"]})
         report = ingest(
-            chain, engine, IngestRequest("BTC-USD"), now=clock, source_factory=sources.__getitem__
+            chain,
+            engine,
+            IngestRequest(asset="BTC-USD"),
+            now=clock,
+            source_factory=sources.__getitem__,
         )
     assert report.source == "yahoo" and report.inserted > 0
     assert list(report.failed_sources) == ["exchange:kraken"] and sleeps == [1.0, 2.0]

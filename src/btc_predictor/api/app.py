@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +29,7 @@ from btc_predictor.api.routing import route_templates
 from btc_predictor.api.state import ServingState
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
+from btc_predictor.sources.base import utc_now
 from btc_predictor.storage.db import create_db_engine, upgrade
 
 log = logging.getLogger("btc_predictor.api")
@@ -57,16 +58,11 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
 
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
-
-
 def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] = utc_now,
     hot_paths: bool = True,
 ) -> FastAPI:
     """Build the API for ``settings`` (the engine is created, migrated and disposed by it).
@@ -133,7 +129,7 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
                     for param in operation.get("parameters", []):
                         if param["name"] == "horizon":
                             param["schema"]["maximum"] = settings.max_horizon
-            body = schema.get("components", {}).get("schemas", {}).get("BacktestRequestBody")
+            body = schema.get("components", {}).get("schemas", {}).get("BacktestRequest")
             if body is not None:
                 body["properties"]["horizon"]["maximum"] = settings.max_horizon
             app.openapi_schema = schema

@@ -6,16 +6,19 @@ round trip per request (the largest overhead measured on the /predict hot path).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from btc_predictor.api.auth import key_matches
 from btc_predictor.api.state import ServingState
 from btc_predictor.config import Settings
+from btc_predictor.jobs import queue
 
 
 async def get_settings(request: Request) -> Settings:
@@ -60,8 +63,31 @@ async def require_key(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class JobSubmitter:
+    """Queues a job for a route and points ``Location`` at where it can be followed."""
+
+    engine: Engine
+    settings: Settings
+    now: datetime
+    response: Response
+
+    def __call__(self, kind: str, params: BaseModel, *, location: str) -> dict[str, Any]:
+        """The queued job; ``location`` is a path with ``{id}`` for the job's id."""
+        job = queue.submit(self.engine, self.settings, kind=kind, params=params, now=self.now)
+        self.response.headers["Location"] = location.format(id=job["id"])
+        return job
+
+
+async def get_submitter(request: Request, response: Response) -> JobSubmitter:
+    """A submitter bound to this request's app and response."""
+    state = request.app.state
+    return JobSubmitter(state.engine, state.settings, state.clock(), response)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ServingDep = Annotated[ServingState, Depends(get_serving)]
 NowDep = Annotated[datetime, Depends(utc_now)]
+SubmitDep = Annotated[JobSubmitter, Depends(get_submitter)]
 Authorized = Depends(require_key)

@@ -3,60 +3,43 @@
 Served from the in-memory forecast cache, these answers cost less than the framework around
 them: FastAPI's dependency solving, its route matching through included routers and its
 response-model validation took ~3x the reference app's CPU per request (bench/asgi_cost.py).
-So they are Starlette routes placed first in the app: the query is validated by one pydantic
-model (same rules, same 422 shape) and the body written with orjson. The FastAPI declarations
-in routes/legacy.py and routes/forecast.py stay as their documented contract (OpenAPI), and
-tests check that both give identical answers.
+So they are Starlette routes placed first in the app: the query is validated by the same
+query shape the FastAPI declaration uses (``shapes.requests.ForecastQuery``/``PredictQuery``:
+same rules, same 422), memoised per raw query string, and the body written with orjson. The
+FastAPI declarations in routes/legacy.py and routes/forecast.py stay as their documented
+contract (OpenAPI), and tests check that both give identical answers.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from btc_predictor.api.routing import LabelledRoute
-from btc_predictor.api.schemas import ASSET_PATTERN, ModelName
 from btc_predictor.api.state import ServingState
-from btc_predictor.services.forecast import ForecastRequest
-from btc_predictor.sources.base import parse_asset
+from btc_predictor.shapes.requests import ForecastQuery, ForecastRequest, PredictQuery
 from btc_predictor.telemetry import PREDICTIONS_TOTAL
 
 
-class PredictQuery(BaseModel):
-    """``GET /predict`` query (the FastAPI declaration's parameters)."""
-
-    model_config = ConfigDict(extra="ignore")
-    asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    level: int = Field(default=90, ge=50, le=99)
-
-
-class ForecastQuery(BaseModel):
-    """``GET /api/v1/forecast`` query (fields in the declaration's order: errors list so)."""
-
-    model_config = ConfigDict(extra="ignore")
-    asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    horizon: int = Field(default=7, ge=1, le=365)
-    level: int = Field(default=90, ge=50, le=99)
-    model: ModelName | None = None
-
-
-Q = TypeVar("Q", bound=BaseModel)
-
-
-def _query(model: type[Q], request: Request) -> Q:
-    """Validate the query string like FastAPI does (errors become its 422)."""
+@functools.lru_cache(maxsize=4096)
+def _wanted(shape: type[PredictQuery] | type[ForecastQuery], query: bytes) -> ForecastRequest:
+    """The forecast a query string asks for, validated like FastAPI does (errors become its
+    422); memoised per raw query string, since the same few queries make up the traffic."""
     try:
-        return model.model_validate(dict(request.query_params))
+        parsed = shape.model_validate(dict(parse_qsl(query.decode("latin-1"), True)))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    return parsed.next_day() if isinstance(parsed, PredictQuery) else parsed
 
 
 async def serve_forecast(request: Request, query: ForecastRequest, now: datetime) -> dict[str, Any]:
@@ -90,19 +73,15 @@ def legacy_prediction(forecast: dict[str, Any], now: datetime) -> dict[str, Any]
 
 async def predict(request: Request) -> Response:
     """``GET /predict``: next-day forecast with its interval."""
-    query = _query(PredictQuery, request)
     now = request.app.state.clock()
-    wanted = ForecastRequest(parse_asset(query.asset).symbol, 1, query.level)
+    wanted = _wanted(PredictQuery, request.scope["query_string"])
     forecast = await serve_forecast(request, wanted, now)
     return _json(legacy_prediction(forecast, now))
 
 
 async def forecast(request: Request) -> Response:
     """``GET /api/v1/forecast``: horizons 1..H with conformal intervals."""
-    query = _query(ForecastQuery, request)
-    wanted = ForecastRequest(
-        parse_asset(query.asset).symbol, query.horizon, query.level, query.model
-    )
+    wanted = _wanted(ForecastQuery, request.scope["query_string"])
     return _json(await serve_forecast(request, wanted, request.app.state.clock()))
 
 

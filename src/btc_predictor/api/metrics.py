@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -23,8 +23,9 @@ from sqlalchemy import Engine, func, select
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError
 from btc_predictor.services import ledger
-from btc_predictor.services.forecast import ForecastRequest
 from btc_predictor.services.health import LIVE_DAYS, summarize, thresholds
+from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.sources.base import data_age
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session
 from btc_predictor.storage.tables import CandleRow
@@ -89,7 +90,7 @@ class HealthCollector(Collector):
                 close = session.scalar(
                     select(CandleRow.close).where(CandleRow.asset == asset, CandleRow.ts == last_ts)
                 )
-                age = max((now - (last_ts + timedelta(days=1))).total_seconds(), 0.0)
+                age = data_age(last_ts, now)
                 samples += [
                     ("bitcoin_lstm_last_price", (asset,), float(close or 0.0)),
                     ("bitcoin_lstm_data_age_seconds", (asset,), age),
@@ -103,7 +104,9 @@ class HealthCollector(Collector):
     def _forecast_samples(self, asset: str, now: datetime) -> list[Sample]:
         """Point and 90% bounds of the active forecast (none without an active model)."""
         try:
-            payload = self.forecast(ForecastRequest(asset, max(FORECAST_HORIZONS), 90), now)
+            payload = self.forecast(
+                ForecastRequest(asset=asset, horizon=max(FORECAST_HORIZONS)), now
+            )
         except BtcpError:
             return []
         samples: list[Sample] = []

@@ -1,15 +1,12 @@
-"""Request and response models: the API's documented shapes."""
+"""Response models: the API's documented answers (requests are ``shapes.requests``)."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
-# The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
-ModelName = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
+# Request bodies and query models are the shapes in btc_predictor.shapes.requests.
 
 
 class ErrorResponse(BaseModel):
@@ -220,40 +217,3 @@ class ScheduleResponse(BaseModel):
     name: str
     next_run_at: str | None
     last_run_at: str | None
-
-
-class RefreshRequest(BaseModel):
-    """``POST /assets/{asset}/refresh``: mirrors ``ingest`` flags (online sources only)."""
-
-    model_config = ConfigDict(extra="forbid")
-    # The online source kinds (a CSV path cannot come over HTTP); exchange ids are ccxt's.
-    source: str | None = Field(default=None, pattern=r"^(yahoo|exchange:[a-z0-9_]{2,32})$")
-    since: date | None = None
-    force: bool = False
-
-
-class TrainRequestBody(BaseModel):
-    """``POST /api/v1/train``: mirrors ``train`` flags."""
-
-    model_config = ConfigDict(extra="forbid")
-    asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    model: ModelName | None = None
-    start: date | None = None
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    epochs: int | None = Field(default=None, ge=1, le=10_000)
-    promote: Literal["auto", "always", "never"] = "auto"
-
-
-class BacktestRequestBody(BaseModel):
-    """``POST /api/v1/backtests``: mirrors ``backtest`` flags."""
-
-    model_config = ConfigDict(extra="forbid")
-    asset: str = Field(default="BTC-USD", pattern=ASSET_PATTERN)
-    model: ModelName | None = None
-    days: int | None = Field(default=None, ge=1, le=20_000)
-    start: date | None = None
-    refit_every: int = Field(default=30, ge=1, le=3650)
-    horizon: int = Field(default=7, ge=1, le=365)
-    level: int = Field(default=90, ge=50, le=99)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    epochs: int | None = Field(default=None, ge=1, le=10_000)

@@ -20,7 +20,6 @@ from sqlalchemy import Engine, func, select
 from btc_predictor.config import Settings
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
-    ForecastRequest,
     LoadedVersion,
     check_request,
     forecast_json,
@@ -28,7 +27,8 @@ from btc_predictor.services.forecast import (
     pick_version,
     recent_closes,
 )
-from btc_predictor.sources.base import parse_asset
+from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.sources.base import DAY, data_age
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session
 from btc_predictor.storage.tables import CandleRow, PromotionRow
@@ -107,9 +107,6 @@ class ServingState:
     def forecast(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """The forecast object for a request: from memory, else computed (blocking I/O)."""
         check_request(self.settings, request)
-        request = ForecastRequest(
-            parse_asset(request.asset).symbol, request.horizon, request.level, request.model
-        )
         hit = self.cached(request, now)
         if hit is not None:
             return hit
@@ -140,10 +137,7 @@ class ServingState:
         """Put the served forecast in the ledger (with its 90% interval) once."""
         entry = payload
         if request.level != ledger.LEDGER_LEVEL:
-            entry = self._compute(
-                ForecastRequest(request.asset, request.horizon, ledger.LEDGER_LEVEL, request.model),
-                now,
-            )
+            entry = self._compute(request.model_copy(update={"level": ledger.LEDGER_LEVEL}), now)
         try:
             ledger.record_forecast(self.engine, entry, now=now)
         except Exception:  # the ledger must never cost the user their forecast
@@ -151,10 +145,5 @@ class ServingState:
 
     def _aged(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
         """A cached forecast with its data age brought up to ``now``."""
-        closed = datetime.fromisoformat(payload["as_of"])
-        age = max((now - closed).total_seconds(), 0.0)
-        return {
-            **payload,
-            "data_age_seconds": age,
-            "stale": age > self.settings.max_data_age.total_seconds(),
-        }
+        age = data_age(datetime.fromisoformat(payload["as_of"]) - DAY, now)
+        return {**payload, "data_age_seconds": age, "stale": self.settings.is_stale(age)}

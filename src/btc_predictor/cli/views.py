@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,57 @@ def show_backtest(report: dict[str, Any], plot: Path | None) -> None:
 def human_age(seconds: float) -> str:
     """A compact human age."""
     return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
+
+
+def show_models(rows: list[dict[str, Any]]) -> None:
+    """A human table of model versions, newest first."""
+    table = Table(title="model versions")
+    for column in ("id", "asset", "model", "trained on", "MASE", "active"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["asset"],
+            r["model"],
+            f"{r['train_start']} .. {r['train_end']}",
+            fmt(r["holdout_mase"], ".4f"),
+            "yes" if r["active"] else ("pruned" if r["pruned"] else ""),
+        )
+    out.print(table)
+    if not rows:
+        out.print("no models yet: run `btc-predictor train --asset BTC-USD`")
+
+
+def plot_backtest(report: dict[str, Any], path: Path) -> Path:
+    """Actual vs forecast (h=1) with the interval band and naive, plus error by horizon."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["series"] if r["h"] == 1]
+    dates = [date.fromisoformat(r["target_date"]) for r in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
+    nan = float("nan")  # burn-in folds have no interval: leave a gap in the band
+    lower = [nan if r["lower"] is None else r["lower"] for r in rows]
+    upper = [nan if r["upper"] is None else r["upper"] for r in rows]
+    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report['level']}% interval")
+    top.plot(dates, [r["actual"] for r in rows], color="black", linewidth=1, label="actual")
+    top.plot(dates, [r["forecast"] for r in rows], linewidth=1, label=f"{report['model']} (h=1)")
+    top.plot(dates, [r["naive"] for r in rows], linewidth=0.8, linestyle="--", label="naive")
+    top.set_title(f"{report['asset']} walk-forward backtest {report['start']} .. {report['end']}")
+    top.legend()
+    horizons = report["horizons"]
+    steps = [h["h"] for h in horizons]
+    bottom.plot(steps, [h["mae"] for h in horizons], marker="o", label=f"{report['model']} MAE")
+    bottom.plot(
+        steps, [h["naive_mae"] for h in horizons], marker="x", linestyle="--", label="naive MAE"
+    )
+    bottom.set_xticks(steps)
+    bottom.set_xlabel("horizon (days)")
+    bottom.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,15 +22,16 @@ from btc_predictor.errors import DataSourceError, JobRunningError
 from btc_predictor.forecasting.base import ProgressFn
 from btc_predictor.forecasting.executors import Executor
 from btc_predictor.jobs.queue import submit
-from btc_predictor.services.backtest import BacktestRequest, run_backtest
-from btc_predictor.services.ingest import (
-    IngestReport,
+from btc_predictor.services.backtest import run_backtest
+from btc_predictor.services.ingest import IngestReport, SourceFactory, bootstrap, ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import (
+    BacktestRequest,
+    IngestJob,
     IngestRequest,
-    SourceFactory,
-    bootstrap,
-    ingest,
+    RetrainRequest,
+    TrainRequest,
 )
-from btc_predictor.services.training import TrainRequest, train
 
 log = logging.getLogger(__name__)
 
@@ -51,43 +52,29 @@ class JobContext:
     executor: Executor | None = None
 
 
-Handler = Callable[[JobContext, dict[str, Any], Progress], dict[str, Any]]
-
-
-def utcnow() -> datetime:
-    """The wall clock in UTC (the production clock)."""
-    return datetime.now(UTC)
+# The params argument is the kind's shape in ``shapes.jobs.JOB_PARAMS``.
+Handler = Callable[[JobContext, Any, Progress], dict[str, Any]]
 
 
 # --- handlers -----------------------------------------------------------------------------
 
 
-def _date(value: Any) -> date | None:
-    """A normalised ISO date param."""
-    return date.fromisoformat(value) if value is not None else None
-
-
-def run_ingest(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def run_ingest(ctx: JobContext, job: IngestJob, progress: Progress) -> dict[str, Any]:
     """Ingest one asset (bootstrapping an empty database), score the ledger, chain training."""
-    asset = params["asset"]
-    progress(0.0, f"ingesting {asset}")
-    report = _bootstrap_report(ctx, asset) if params.get("bootstrap") else None
+    progress(0.0, f"ingesting {job.asset}")
+    report = _bootstrap_report(ctx, job.asset) if job.bootstrap else None
     if report is None:
         request = IngestRequest(
-            asset,
-            params.get("source"),
-            None,
-            _date(params.get("since")),
-            params.get("force", False),
+            asset=job.asset, source=job.source, since=job.since, force=job.force
         )
         report = ingest(
             ctx.settings, ctx.engine, request, now=ctx.clock(), source_factory=ctx.source_factory
         )
     result = report.to_json() | {
-        "ledger": score_ledger_if_available(ctx.engine, asset, ctx.clock())
+        "ledger": score_ledger_if_available(ctx.engine, job.asset, ctx.clock())
     }
-    if params.get("then_train"):
-        result["follow_up_job_id"] = _chain_training(ctx, asset)
+    if job.then_train:
+        result["follow_up_job_id"] = _chain_training(ctx, job.asset)
     return result
 
 
@@ -108,9 +95,9 @@ def _bootstrap_report(ctx: JobContext, asset: str) -> IngestReport | None:
 
 def _chain_training(ctx: JobContext, asset: str) -> str | None:
     """Queue the default model's training once its data is in (None if one is pending)."""
-    params = {"asset": asset, "promote": "auto"}
+    request = TrainRequest(asset=asset, promote="auto")
     try:
-        job = submit(ctx.engine, ctx.settings, kind="train", params=params, now=ctx.clock())
+        job = submit(ctx.engine, ctx.settings, kind="train", params=request, now=ctx.clock())
     except JobRunningError as exc:
         log.info("training of %s not queued: %s", asset, exc.message)
         return None
@@ -136,18 +123,6 @@ def score_ledger_if_available(engine: Engine, asset: str, now: datetime) -> Any:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _train_request(params: dict[str, Any], promote: str) -> TrainRequest:
-    """A TrainRequest from normalised train/retrain params."""
-    return TrainRequest(
-        asset=params["asset"],
-        model=params.get("model"),
-        start=_date(params.get("start")),
-        seed=params.get("seed", 0),
-        epochs=params.get("epochs"),
-        promote=promote,
-    )
-
-
 def _steps(progress: Progress, what: str) -> ProgressFn:
     """Adapt a training ProgressFn (done, total, loss) to the job's Progress."""
 
@@ -159,9 +134,8 @@ def _steps(progress: Progress, what: str) -> ProgressFn:
     return report
 
 
-def run_train(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def run_train(ctx: JobContext, request: TrainRequest, progress: Progress) -> dict[str, Any]:
     """Train a model version; the promotion mode decides whether it becomes active."""
-    request = _train_request(params, params.get("promote", "auto"))
     progress(0.0, f"training {request.model} for {request.asset}")
     report = train(
         ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
@@ -173,25 +147,16 @@ def run_train(ctx: JobContext, params: dict[str, Any], progress: Progress) -> di
     return {key: value for key, value in report.items() if key != "calibration"}
 
 
-def run_retrain(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def run_retrain(ctx: JobContext, request: RetrainRequest, progress: Progress) -> dict[str, Any]:
     """Train with ``promote=auto`` (the promotion rule) and record why it was retrained."""
-    reason = params.get("reason", "retrain requested")
-    return run_train(ctx, {**params, "promote": "auto"}, progress) | {"reason": reason}
+    reason = request.reason or "retrain requested"
+    return run_train(ctx, request.as_train(), progress) | {"reason": reason}
 
 
-def run_backtest_job(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def run_backtest_job(
+    ctx: JobContext, request: BacktestRequest, progress: Progress
+) -> dict[str, Any]:
     """A walk-forward backtest; the result is the full backtest JSON (series included)."""
-    request = BacktestRequest(
-        asset=params["asset"],
-        model=params.get("model"),
-        days=params.get("days"),
-        start=_date(params.get("start")),
-        refit_every=params.get("refit_every", 30),
-        horizon=params.get("horizon", 7),
-        level=params.get("level", 90),
-        seed=params.get("seed", 0),
-        epochs=params.get("epochs"),
-    )
 
     def folds(done: int, total: int) -> None:
         """Report finished folds."""

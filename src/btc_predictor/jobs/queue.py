@@ -17,11 +17,12 @@ loses its job too; its next report sees the job is no longer running and it stop
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,12 +30,11 @@ from sqlalchemy.orm import Session
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError, JobRunningError
 from btc_predictor.jobs.params import check_kind, normalize_params
+from btc_predictor.shapes.common import JOB_STATUSES
 from btc_predictor.storage.db import read_session, write_session
-from btc_predictor.storage.tables import JOB_KINDS, JOB_STATUSES, JobRow
+from btc_predictor.storage.tables import JobRow
 from btc_predictor.telemetry import JOBS_TOTAL
 
-KINDS = JOB_KINDS
-STATUSES = JOB_STATUSES
 MAX_LIST = 1000
 _ENQUEUE_ATTEMPTS = 3
 
@@ -63,10 +63,18 @@ def dedupe_key_for(kind: str, params: dict[str, Any]) -> str | None:
 
 
 def submit(
-    engine: Engine, settings: Settings, *, kind: str, params: dict[str, Any], now: datetime
+    engine: Engine,
+    settings: Settings,
+    *,
+    kind: str,
+    params: Mapping[str, Any] | BaseModel,
+    now: datetime,
 ) -> dict[str, Any]:
-    """Check and normalise ``params``, then enqueue under the kind's dedupe key."""
-    clean = normalize_params(settings, kind, params)
+    """Check ``params`` against the kind's shape, then enqueue under its dedupe key."""
+    request = normalize_params(settings, kind, params)
+    # Stored as asked, plus the asset and model defaults (they name the job and its dedupe key).
+    asked = request.model_fields_set | {"asset"}
+    clean = request.model_dump(mode="json", include=asked, exclude_none=True)
     return enqueue(engine, kind=kind, params=clean, now=now, dedupe_key=dedupe_key_for(kind, clean))
 
 
@@ -166,9 +174,9 @@ def list_jobs(
     if kind is not None:
         query = query.where(JobRow.kind == check_kind(kind))
     if status is not None:
-        if status not in STATUSES:
+        if status not in JOB_STATUSES:
             raise InvalidInputError(
-                f"unknown status `{status}` (use one of: {', '.join(STATUSES)})"
+                f"unknown status `{status}` (use one of: {', '.join(JOB_STATUSES)})"
             )
         query = query.where(JobRow.status == status)
     with read_session(engine) as session:

@@ -31,7 +31,6 @@ from btc_predictor.jobs.handlers import (
     Handler,
     JobContext,
     to_json,
-    utcnow,
 )
 from btc_predictor.jobs.params import normalize_params
 from btc_predictor.jobs.queue import (
@@ -49,6 +48,7 @@ from btc_predictor.jobs.queue import (
 from btc_predictor.jobs.schedules import enqueue_due
 from btc_predictor.jobs.side_server import SideServer
 from btc_predictor.services.ingest import SourceFactory
+from btc_predictor.sources.base import utc_now
 from btc_predictor.storage.db import create_db_engine, upgrade
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def run_worker(
     engine = create_db_engine(settings)
     try:
         upgrade(engine)
-        worker = Worker(settings, engine, clock=utcnow)
+        worker = Worker(settings, engine, clock=utc_now)
         telemetry.initialize_worker_series(settings.assets, settings.sources, HANDLERS)
         worker.recover_orphans()
         server = SideServer(

@@ -4,11 +4,11 @@ from btc_predictor.services.ingest import (
     AssetStatus,
     BootstrapResult,
     IngestReport,
-    IngestRequest,
     bootstrap,
     data_status,
     ingest,
 )
+from btc_predictor.shapes.requests import IngestRequest
 
 __all__ = [
     "AssetStatus",

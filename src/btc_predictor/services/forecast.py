@@ -17,22 +17,11 @@ from sqlalchemy.orm import Session
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
-from btc_predictor.sources.base import DAY, Candle, parse_asset
+from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
-
-LEVELS = range(50, 100)
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastRequest:
-    """Mirrors ``btc-predictor predict`` flags."""
-
-    asset: str = "BTC-USD"
-    horizon: int = 7
-    level: int = 90
-    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +33,15 @@ class LoadedVersion:
     runner: OnnxModel
 
 
+def check_horizon(settings: Settings, horizon: int) -> None:
+    """Models are trained for BTCP_MAX_HORIZON days (the shapes bound only the schema's 365)."""
+    if not 1 <= horizon <= settings.max_horizon:
+        raise InvalidInputError(f"horizon {horizon} is out of range (1..{settings.max_horizon})")
+
+
 def check_request(settings: Settings, request: ForecastRequest) -> None:
-    """Reject horizons and levels out of range before any work."""
-    if not 1 <= request.horizon <= settings.max_horizon:
-        raise InvalidInputError(
-            f"horizon {request.horizon} is out of range (1..{settings.max_horizon})"
-        )
-    if request.level not in LEVELS:
-        raise InvalidInputError(f"level {request.level} is out of range (50..99, a percent)")
+    """Reject horizons beyond the trained ones before any work (levels: the shape)."""
+    check_horizon(settings, request.horizon)
 
 
 def pick_version(session: Session, asset: str, model: str | None) -> int:
@@ -120,7 +110,7 @@ def forecast_json(
     result = loaded.runner.forecast(closes, request.horizon, request.level)
     last_day: date = candles[-1].ts.date()
     closed_at = candles[-1].ts + DAY
-    age = max((now - closed_at).total_seconds(), 0.0)
+    age = data_age(candles[-1].ts, now)
     return {
         "asset": asset,
         "model": loaded.model,
@@ -129,7 +119,7 @@ def forecast_json(
         "last_close": float(closes[-1]),
         "last_date": last_day.isoformat(),
         "data_age_seconds": age,
-        "stale": age > settings.max_data_age.total_seconds(),
+        "stale": settings.is_stale(age),
         "level": request.level,
         "points": [
             {

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
+from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.sources import check_source_spec, make_source
 from btc_predictor.sources.base import (
     DAY,
@@ -20,6 +20,7 @@ from btc_predictor.sources.base import (
     Asset,
     CandleSource,
     FetchResult,
+    data_age,
     parse_asset,
     today_utc,
     utc_day,
@@ -32,17 +33,6 @@ from btc_predictor.telemetry import INGEST_ROWS_TOTAL, SOURCE_ERRORS_TOTAL
 
 log = logging.getLogger(__name__)
 SourceFactory = Callable[[str], CandleSource]
-
-
-@dataclass(slots=True)
-class IngestRequest:
-    """What to ingest: mirrors ``btc-predictor ingest`` flags."""
-
-    asset: str
-    source: str | None = None
-    path: Path | None = None
-    since: date | None = None
-    force: bool = False
 
 
 @dataclass(slots=True)
@@ -320,7 +310,7 @@ def _asset_status(
     """Status of one asset from its span and stored days."""
     if span is None:
         return AssetStatus(name, 0, None, None, [], {}, None, None, None)
-    age = (now - (span.last + DAY)).total_seconds()
+    age = data_age(span.last, now)
     return AssetStatus(
         name,
         span.rows,
@@ -329,8 +319,8 @@ def _asset_status(
         find_gaps(repo.candle_days(session=session, asset=name)),
         span.sources,
         repo.source_of_record(session=session, asset=name),
-        max(age, 0.0),
-        age > settings.max_data_age.total_seconds(),
+        age,
+        settings.is_stale(age),
     )
 
 
@@ -357,7 +347,7 @@ def bootstrap(
     result = BootstrapResult(skipped=False)
     for index, asset in enumerate(settings.assets):
         path = settings.bootstrap_csv if index == 0 else None
-        request = IngestRequest(asset, "csv" if path else None, path)
+        request = IngestRequest(asset=asset, source="csv" if path else None, path=path)
         try:
             result.reports.append(
                 ingest(settings, engine, request, now=now, source_factory=source_factory)

@@ -19,7 +19,6 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import (
     ArtifactError,
     BtcpError,
-    InvalidInputError,
     NoDataError,
     NotEnoughDataError,
 )
@@ -27,12 +26,12 @@ from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
 from btc_predictor.forecasting.intervals import MIN_RESIDUALS
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.promotion import (
-    PROMOTION_MODES,
     PromotionEvidence,
     promotion_decision,
 )
 from btc_predictor.forecasting.registry import create_model, get_model_class
 from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
+from btc_predictor.shapes.requests import TrainRequest
 from btc_predictor.sources.base import DAY, Candle, parse_asset, utc_day
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
@@ -40,18 +39,6 @@ from btc_predictor.storage.db import read_session, write_session
 
 # The ONNX graph must reproduce the fitted model before a version is stored.
 ONNX_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True, slots=True)
-class TrainRequest:
-    """Mirrors ``btc-predictor train`` flags."""
-
-    asset: str = "BTC-USD"
-    model: str | None = None
-    start: date | None = None
-    seed: int = 0
-    epochs: int | None = None
-    promote: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +111,6 @@ def train(
     asset = parse_asset(request.asset).symbol
     name = request.model or settings.default_model
     get_model_class(name)  # unknown names fail before any data is read
-    if request.promote not in PROMOTION_MODES:
-        raise InvalidInputError(f"--promote must be one of {', '.join(PROMOTION_MODES)}")
     data = load_training_data(engine, asset, request.start or settings.train_start)
     _require_calibration_days(data, settings.max_horizon)
     epochs = request.epochs or settings.train_epochs
@@ -317,7 +302,7 @@ def bootstrap_models(
             continue
         try:
             results[asset] = train(
-                settings, engine, TrainRequest(asset), now=now, progress=progress
+                settings, engine, TrainRequest(asset=asset), now=now, progress=progress
             )
         except NoDataError as exc:
             results[asset] = f"not trained: {exc.message}"

@@ -6,10 +6,12 @@ read them from these types.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
 DEFAULT_ASSET = "BTC-USD"
@@ -19,31 +21,69 @@ DEFAULT_REFIT_EVERY = 30
 MAX_SEED = 2**31 - 1
 
 # The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
-ModelName = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
+ModelKind = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelKind)
 PromoteMode = Literal["auto", "always", "never"]
 PROMOTION_MODES: tuple[str, ...] = get_args(PromoteMode)
-JobKind = Literal["ingest", "train", "backtest", "retrain"]
-JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 
 
+def _symbol(value: Any) -> Any:
+    """``btc/usd`` -> ``BTC-USD``: one spelling of a symbol everywhere (others: refused)."""
+    if not isinstance(value, str):
+        return value  # the str type refuses it
+    if not re.match(ASSET_PATTERN, value.strip()):
+        raise ValueError(
+            f"`{value}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
+        )
+    return value.strip().upper().replace("/", "-")
+
+
+def _model_name(value: Any) -> Any:
+    """A registered model name, or a message listing them."""
+    if isinstance(value, str) and value not in MODEL_NAMES:
+        raise ValueError(f"unknown model `{value}` (valid models: {', '.join(MODEL_NAMES)})")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """JSON's ``5.0`` is the integer 5 (JSON Schema agrees); ``true`` and ``5.5`` are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _day_text(value: Any) -> Any:
     """Only ISO text (or a date) is a day: lax parsing would read ``0`` as 1970-01-01."""
-    if isinstance(value, date) or (isinstance(value, str) and len(value) == 10):
+    if isinstance(value, date):
         return value
-    raise ValueError("a day is written YYYY-MM-DD")
+    if isinstance(value, str) and len(value) == 10:
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(value)
+    raise ValueError(f"`{value}` is not a day (use YYYY-MM-DD)")
 
 
-Asset = Annotated[str, Field(pattern=ASSET_PATTERN, description="BASE-QUOTE, e.g. BTC-USD")]
-Day = Annotated[date, Field(strict=False), BeforeValidator(_day_text)]
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="random seed (reproducible)")]
-Level = Annotated[int, Field(ge=50, le=99, description="interval level in percent")]
+Asset = Annotated[
+    str, Field(pattern=ASSET_PATTERN, description="BASE-QUOTE"), BeforeValidator(_symbol)
+]
+Day = Annotated[date, BeforeValidator(_day_text)]
+ModelName = Annotated[ModelKind, BeforeValidator(_model_name)]
+# Field first, then the validator: the schema keeps its bounds, and the validator runs first.
+_whole_number = BeforeValidator(_whole)
+Seed = Annotated[
+    int, Field(ge=0, le=MAX_SEED, description="random seed (reproducible)"), _whole_number
+]
+Level = Annotated[int, Field(ge=50, le=99, description="interval level in percent"), _whole_number]
 # The schema's outer bound; BTCP_MAX_HORIZON (default 30) is checked by the services.
-Horizon = Annotated[int, Field(ge=1, le=365, description="days ahead (1..BTCP_MAX_HORIZON)")]
-Epochs = Annotated[int, Field(ge=1, le=10_000, description="cap on training epochs")]
-Days = Annotated[int, Field(ge=1, le=20_000)]
-RefitEvery = Annotated[int, Field(ge=1, le=3650, description="refit the model every K days")]
+Horizon = Annotated[
+    int, Field(ge=1, le=365, description="days ahead (1..BTCP_MAX_HORIZON)"), _whole_number
+]
+Epochs = Annotated[int, Field(ge=1, le=10_000, description="cap on training epochs"), _whole_number]
+Days = Annotated[int, Field(ge=1, le=20_000), _whole_number]
+RefitEvery = Annotated[
+    int, Field(ge=1, le=3650, description="refit the model every K days"), _whole_number
+]
 
 
 class Shape(BaseModel):
@@ -56,3 +96,12 @@ class Query(BaseModel):
     """A query-string shape: values arrive as text, unknown parameters are ignored."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def first_problem(exc: ValidationError) -> tuple[str, str]:
+    """The first problem of a failed validation as (field path, message)."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return where, "is not accepted"
+    return where, str(first["msg"]).removeprefix("Value error, ")

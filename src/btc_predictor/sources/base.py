@@ -101,8 +101,13 @@ def from_epoch_seconds(seconds: float) -> datetime:
 
 
 def utc_now() -> datetime:
-    """The current aware UTC time (the default clock of online sources)."""
+    """The current aware UTC time: the production clock (sources, jobs, API, CLI)."""
     return datetime.now(UTC)
+
+
+def data_age(last_candle: datetime, now: datetime) -> float:
+    """Seconds since the newest candle closed (its open time + 1 day), never negative."""
+    return max((now - (last_candle + DAY)).total_seconds(), 0.0)
 
 
 def backoff_delay(attempt: int) -> float:

@@ -138,8 +138,6 @@ class PromotionRow(Base):
     rolled_back_at: Mapped[datetime | None]
 
 
-JOB_KINDS = ("ingest", "train", "backtest", "retrain")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query
 
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep, SubmitDep
 from btc_predictor.errors import AssetNotFoundError
-from btc_predictor.jobs import queue
 from btc_predictor.services.ingest import data_status
+from btc_predictor.shapes.common import ASSET_PATTERN
+from btc_predictor.shapes.requests import IngestJob, RefreshRequest
 from btc_predictor.sources.base import parse_asset, utc_day
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
 
 router = APIRouter(prefix="/assets", tags=["assets"])
-AssetPath = Annotated[str, Path(pattern=s.ASSET_PATTERN, description="BASE-QUOTE")]
+AssetPath = Annotated[str, Path(pattern=ASSET_PATTERN, description="BASE-QUOTE")]
 
 
 @router.get("", response_model=list[s.AssetResponse])
@@ -71,9 +72,9 @@ def refresh(
     settings: SettingsDep,
     engine: EngineDep,
     now: NowDep,
+    submit: SubmitDep,
     asset: AssetPath,
-    response: Response,
-    body: s.RefreshRequest | None = None,
+    body: RefreshRequest | None = None,
 ) -> dict[str, Any]:
     """Queue an ingest job for a tracked or stored asset (online sources only)."""
     symbol = parse_asset(asset).symbol
@@ -82,8 +83,5 @@ def refresh(
         raise AssetNotFoundError(
             f"asset {symbol} is neither tracked nor stored (known: {', '.join(sorted(known))})"
         )
-    request = body or s.RefreshRequest()
-    params = {"asset": symbol, **request.model_dump(mode="json")}
-    job = queue.submit(engine, settings, kind="ingest", params=params, now=now)
-    response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
-    return job
+    job = IngestJob(asset=symbol, **(body or RefreshRequest()).model_dump(exclude_unset=True))
+    return submit("ingest", job, location="/api/v1/jobs/{id}")

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
+from btc_predictor.api.deps import Authorized, EngineDep, SubmitDep
 from btc_predictor.errors import JobNotFoundError
 from btc_predictor.jobs import queue
+from btc_predictor.shapes.common import ASSET_PATTERN
+from btc_predictor.shapes.requests import BacktestRequest
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -22,25 +24,15 @@ router = APIRouter(prefix="/backtests", tags=["backtests"])
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
 )
-def start(
-    settings: SettingsDep,
-    engine: EngineDep,
-    now: NowDep,
-    body: s.BacktestRequestBody,
-    response: Response,
-) -> dict[str, Any]:
-    """Queue a walk-forward backtest."""
-    job = queue.submit(
-        engine, settings, kind="backtest", params=body.model_dump(mode="json"), now=now
-    )
-    response.headers["Location"] = f"/api/v1/backtests/{job['id']}"
-    return job
+def start(submit: SubmitDep, body: BacktestRequest) -> dict[str, Any]:
+    """Queue a walk-forward backtest; ``Location`` points at its result."""
+    return submit("backtest", body, location="/api/v1/backtests/{id}")
 
 
 @router.get("", response_model=list[s.JobResponse])
 def list_backtests(
     engine: EngineDep,
-    asset: Annotated[str | None, Query(pattern=s.ASSET_PATTERN)] = None,
+    asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     """Backtest jobs newest first (results without their series)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psutil
@@ -16,6 +16,8 @@ from btc_predictor import __version__, telemetry
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import EngineDep, NowDep, SettingsDep
 from btc_predictor.services import versions
+from btc_predictor.shapes.common import DEFAULT_ASSET
+from btc_predictor.sources.base import data_age
 from btc_predictor.storage.db import is_at_head
 
 router = APIRouter(tags=["health"])
@@ -105,8 +107,8 @@ def _freshness(last: datetime | None, settings: Any, now: datetime) -> dict[str,
     """Age of the newest candle of one asset."""
     if last is None:
         return {"status": "no data"}
-    age = max((now - (last + timedelta(days=1))).total_seconds(), 0.0)
-    stale = age > settings.max_data_age.total_seconds()
+    age = data_age(last, now)
+    stale = settings.is_stale(age)
     return {
         "status": "stale" if stale else "ok",
         "last_date": last.date().isoformat(),
@@ -133,7 +135,7 @@ def monitoring(settings: SettingsDep, engine: EngineDep, now: NowDep) -> dict[st
     sums = telemetry.totals(telemetry.scrape_registry(settings.metrics_dir))
     requests = sums.get("bitcoin_lstm_request_duration_seconds_count", 0.0)
     seconds = sums.get("bitcoin_lstm_request_duration_seconds_sum", 0.0)
-    row = versions.active_version(engine, "BTC-USD")
+    row = versions.active_version(engine, DEFAULT_ASSET)
     return {
         "timestamp": now.isoformat(),
         "cpu_usage_percent": sums.get("bitcoin_lstm_cpu_usage_percent", 0.0),

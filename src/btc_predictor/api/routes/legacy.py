@@ -17,20 +17,21 @@ from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.api.hot import legacy_prediction, serve_forecast
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.services import versions
-from btc_predictor.services.forecast import ForecastRequest
 from btc_predictor.services.health import LIVE_DAYS, summarize
 from btc_predictor.services.ledger import live_window
+from btc_predictor.shapes.common import ASSET_PATTERN, DEFAULT_ASSET
+from btc_predictor.shapes.requests import LegacyTrainQuery, PredictQuery
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(tags=["original API"])
-AssetQuery = Annotated[str, Query(pattern=s.ASSET_PATTERN, description="BASE-QUOTE")]
+AssetQuery = Annotated[str, Query(pattern=ASSET_PATTERN, description="BASE-QUOTE")]
 _PROCESS = psutil.Process(os.getpid())
 
 
 @router.get("/", response_model=s.RootResponse)
 def root(engine: EngineDep, now: NowDep) -> dict[str, Any]:
     """Service banner with the default asset's model status."""
-    row = versions.active_version(engine, "BTC-USD")
+    row = versions.active_version(engine, DEFAULT_ASSET)
     return {
         "message": "btc-predictor: honest crypto price forecasts (see /docs and /ui)",
         "status": "running",
@@ -50,12 +51,10 @@ async def train(
     settings: SettingsDep,
     engine: EngineDep,
     now: NowDep,
-    asset: AssetQuery = "BTC-USD",
-    model: s.ModelName | None = None,
-    epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    query: Annotated[LegacyTrainQuery, Query()],
 ) -> dict[str, Any]:
     """Train (promote auto) and answer when the job ends, as the original did."""
-    params = {"asset": asset, "model": model, "epochs": epochs, "promote": "auto"}
+    params = query.as_train()
     job = await run_in_threadpool(
         functools.partial(jobs.submit, engine, settings, kind="train", params=params, now=now)
     )
@@ -89,18 +88,14 @@ def _legacy_train(job: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/predict", response_model=s.LegacyPredictResponse, responses=s.errors_for(404, 409))
 async def predict(
-    request: Request,
-    now: NowDep,
-    asset: AssetQuery = "BTC-USD",
-    level: Annotated[int, Query(ge=50, le=99)] = 90,
+    request: Request, now: NowDep, query: Annotated[PredictQuery, Query()]
 ) -> dict[str, Any]:
     """Next-day forecast with its interval (served from memory once computed)."""
-    query = ForecastRequest(parse_asset(asset).symbol, 1, level)
-    return legacy_prediction(await serve_forecast(request, query, now), now)
+    return legacy_prediction(await serve_forecast(request, query.next_day(), now), now)
 
 
 @router.get("/evaluate", response_model=s.EvaluateResponse, responses=s.errors_for(404))
-def evaluate(engine: EngineDep, now: NowDep, asset: AssetQuery = "BTC-USD") -> dict[str, Any]:
+def evaluate(engine: EngineDep, now: NowDep, asset: AssetQuery = DEFAULT_ASSET) -> dict[str, Any]:
     """Holdout metrics of the active model next to naive, and live interval coverage."""
     symbol = parse_asset(asset).symbol
     row = versions.active_version(engine, symbol)
@@ -143,7 +138,7 @@ def evaluate(engine: EngineDep, now: NowDep, asset: AssetQuery = "BTC-USD") -> d
 
 
 @router.get("/model-info", response_model=s.ModelInfoResponse, responses=s.errors_for(404))
-def model_info(engine: EngineDep, asset: AssetQuery = "BTC-USD") -> dict[str, Any]:
+def model_info(engine: EngineDep, asset: AssetQuery = DEFAULT_ASSET) -> dict[str, Any]:
     """Which stored artifacts serve the asset (paths name them in the model store)."""
     row = versions.active_version(engine, parse_asset(asset).symbol)
     if row is None:

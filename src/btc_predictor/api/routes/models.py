@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query
 
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SettingsDep
-from btc_predictor.jobs import queue
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SubmitDep
 from btc_predictor.services import versions
+from btc_predictor.shapes.common import ASSET_PATTERN, ModelName
+from btc_predictor.shapes.requests import TrainRequest
 
 router = APIRouter(tags=["models"])
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -22,24 +23,16 @@ VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     dependencies=[Authorized],
     responses=s.errors_for(401, 404, 409),
 )
-def train(
-    settings: SettingsDep,
-    engine: EngineDep,
-    now: NowDep,
-    body: s.TrainRequestBody,
-    response: Response,
-) -> dict[str, Any]:
+def train(submit: SubmitDep, body: TrainRequest) -> dict[str, Any]:
     """Queue a training job; ``Location`` points at it. One per (asset, model) at a time."""
-    job = queue.submit(engine, settings, kind="train", params=body.model_dump(mode="json"), now=now)
-    response.headers["Location"] = f"/api/v1/jobs/{job['id']}"
-    return job
+    return submit("train", body, location="/api/v1/jobs/{id}")
 
 
 @router.get("/models", response_model=list[s.ModelVersionResponse])
 def list_models(
     engine: EngineDep,
-    asset: Annotated[str | None, Query(pattern=s.ASSET_PATTERN)] = None,
-    model: s.ModelName | None = None,
+    asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
+    model: ModelName | None = None,
 ) -> list[dict[str, Any]]:
     """Model versions newest first, each flagged active or not."""
     return versions.list_models(engine, asset=asset, model=model)
@@ -78,7 +71,7 @@ def rollback(
     engine: EngineDep,
     serving: ServingDep,
     now: NowDep,
-    asset: Annotated[str, Path(pattern=s.ASSET_PATTERN)],
+    asset: Annotated[str, Path(pattern=ASSET_PATTERN)],
 ) -> dict[str, Any]:
     """Reactivate the previously promoted version (409 when there is none)."""
     result = versions.rollback_model(engine, asset, now=now)

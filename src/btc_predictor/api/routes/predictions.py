@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import EngineDep
 from btc_predictor.services.ledger import list_predictions
+from btc_predictor.shapes.common import ASSET_PATTERN, DEFAULT_ASSET
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(tags=["predictions"])
@@ -17,7 +18,7 @@ router = APIRouter(tags=["predictions"])
 @router.get("/predictions", response_model=list[s.PredictionEntry])
 def predictions(
     engine: EngineDep,
-    asset: Annotated[str, Query(pattern=s.ASSET_PATTERN)] = "BTC-USD",
+    asset: Annotated[str, Query(pattern=ASSET_PATTERN)] = DEFAULT_ASSET,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
 ) -> list[dict[str, Any]]:
     """Newest ledger entries, scored once their target day's candle is stored."""

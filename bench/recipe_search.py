@@ -51,6 +51,7 @@ class _RandomHeadLSTM(LSTMForecaster):
     """Ablation: PyTorch-default head init (does not start at the naive forecast)."""
 
     def _make_core(self) -> nn.Module:
+        """The default core with its head re-initialized."""
         core = super()._make_core()
         head = core.head
         assert isinstance(head, nn.Linear)

@@ -242,15 +242,34 @@ def _default_opset(model: Any) -> int:
 
 def _member_part(model: Any, prefix: str, context: int, weight: float, horizon: int) -> Any:
     """The prefixed member: fed its trailing ``context`` closes, cut to ``horizon``, weighted."""
-    from onnx import compose, helper, numpy_helper
+    from onnx import compose
 
+    _check_member_io(model)
+    prefixed = compose.add_prefix(model, prefix)
+    graph = prefixed.graph
+    head, tail = _member_edges(prefix)
+    graph.ClearField("input")
+    graph.ClearField("output")
+    graph.initializer.extend(_member_constants(prefix, context, weight, horizon))
+    nodes = [*head, *graph.node, *tail]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return prefixed
+
+
+def _check_member_io(model: Any) -> None:
+    """Raise ArtifactError unless the member graph maps ``closes`` → ``forecast`` (base.py)."""
     inputs, outputs = [v.name for v in model.graph.input], [v.name for v in model.graph.output]
     if inputs != ["closes"] or outputs != ["forecast"]:
         raise ArtifactError(
             f"member graph must map `closes` → `forecast`, got {inputs} → {outputs}"
         )
-    prefixed = compose.add_prefix(model, prefix)
-    graph = prefixed.graph
+
+
+def _member_constants(prefix: str, context: int, weight: float, horizon: int) -> list[Any]:
+    """The prefixed initializers of a member's edges: slice bounds, then its weight."""
+    from onnx import numpy_helper
+
     constants = {
         "in_start": [-context],
         "in_end": [_INT64_MAX],
@@ -262,7 +281,13 @@ def _member_part(model: Any, prefix: str, context: int, weight: float, horizon: 
         numpy_helper.from_array(np.array(v, np.int64), prefix + k) for k, v in constants.items()
     ]
     extra.append(numpy_helper.from_array(np.array(weight, np.float64), prefix + "weight"))
-    p = prefix
+    return extra
+
+
+def _member_edges(p: str) -> tuple[list[Any], list[Any]]:
+    """Nodes before a member (slice its context) and after it (cut to H, apply its weight)."""
+    from onnx import helper
+
     head = [
         helper.make_node(
             "Slice", ["closes", p + "in_start", p + "in_end", p + "axis"], [p + "closes"]
@@ -274,13 +299,7 @@ def _member_part(model: Any, prefix: str, context: int, weight: float, horizon: 
         ),  # [batch, H]
         helper.make_node("Mul", [p + "head", p + "weight"], [p + "weighted"]),  # [batch, H]
     ]
-    graph.ClearField("input")
-    graph.ClearField("output")
-    graph.initializer.extend(extra)
-    nodes = [*head, *graph.node, *tail]
-    graph.ClearField("node")
-    graph.node.extend(nodes)
-    return prefixed
+    return head, tail
 
 
 def _weighted_sum_graph(
@@ -288,36 +307,55 @@ def _weighted_sum_graph(
 ) -> bytes:
     """Compose member ONNX graphs into ``forecast = Σ w_m · member_m(closes[:, -W_m:])[:, :H]``."""
     import onnx
-    from onnx import TensorProto, helper, version_converter
+    from onnx import helper
 
-    models = [onnx.load_from_string(g) for g in graphs]
-    opset = max(_default_opset(m) for m in models)
-    models = [
-        m if _default_opset(m) == opset else version_converter.convert_version(m, opset)
-        for m in models
-    ]
+    models = _on_common_opset([onnx.load_from_string(g) for g in graphs])
     parts = [
         _member_part(m, f"m{i}_", c, float(w), horizon)
         for i, (m, c, w) in enumerate(zip(models, contexts, weights, strict=True))
     ]
-    total = helper.make_node("Sum", [f"m{i}_weighted" for i in range(len(parts))], ["forecast"])
-    graph = helper.make_graph(
-        [n for p in parts for n in p.graph.node] + [total],
-        "ensemble_forecaster",
-        [helper.make_tensor_value_info("closes", TensorProto.DOUBLE, ["batch", max(contexts)])],
-        [helper.make_tensor_value_info("forecast", TensorProto.DOUBLE, ["batch", horizon])],
-        initializer=[t for p in parts for t in p.graph.initializer],
-        value_info=[v for p in parts for v in p.graph.value_info],
-    )
-    domains: dict[str, int] = {}
-    for m in models:
-        for o in m.opset_import:
-            domains[o.domain] = max(domains.get(o.domain, 0), int(o.version))
     model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid(d, v) for d, v in domains.items()],
+        _sum_graph(parts, max(contexts), horizon),
+        opset_imports=_opset_imports(models),
         functions=[f for p in parts for f in p.functions],
     )
     model.ir_version = max(int(m.ir_version) for m in models)
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def _on_common_opset(models: list[Any]) -> list[Any]:
+    """The models, each converted to the highest default-domain opset among them."""
+    from onnx import version_converter
+
+    opset = max(_default_opset(m) for m in models)
+    return [
+        m if _default_opset(m) == opset else version_converter.convert_version(m, opset)
+        for m in models
+    ]
+
+
+def _sum_graph(parts: list[Any], context: int, horizon: int) -> Any:
+    """One graph of every member part plus ``forecast = Sum(m_i weighted)``."""
+    from onnx import TensorProto, helper
+
+    total = helper.make_node("Sum", [f"m{i}_weighted" for i in range(len(parts))], ["forecast"])
+    return helper.make_graph(
+        [n for p in parts for n in p.graph.node] + [total],
+        "ensemble_forecaster",
+        [helper.make_tensor_value_info("closes", TensorProto.DOUBLE, ["batch", context])],
+        [helper.make_tensor_value_info("forecast", TensorProto.DOUBLE, ["batch", horizon])],
+        initializer=[t for p in parts for t in p.graph.initializer],
+        value_info=[v for p in parts for v in p.graph.value_info],
+    )
+
+
+def _opset_imports(models: list[Any]) -> list[Any]:
+    """Every domain the members use, at the highest version any of them imports."""
+    from onnx import helper
+
+    domains: dict[str, int] = {}
+    for m in models:
+        for o in m.opset_import:
+            domains[o.domain] = max(domains.get(o.domain, 0), int(o.version))
+    return [helper.make_opsetid(d, v) for d, v in domains.items()]

@@ -162,10 +162,9 @@ def resolve_epochs(requested: int | None, default: int) -> int:
 # --------------------------------------------------------------------------- ONNX export
 
 
-def _export_onnx(graph: nn.Module, context_length: int) -> bytes:
-    """Export a serving graph (float64 closes → float64 prices) to self-contained ONNX bytes."""
-    dummy = torch.full((2, context_length), 100.0, dtype=torch.float64)  # [2, W], log-safe
-    buffer = io.BytesIO()
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporter's warnings that are expected here and not actionable."""
     with warnings.catch_warnings():
         # dynamo=False on purpose: the TorchScript exporter writes one self-contained file and
         # needs no onnxscript; torch marks it deprecated, which is not actionable here.
@@ -179,6 +178,14 @@ def _export_onnx(graph: nn.Module, context_length: int) -> bytes:
         )
         # Initial states are implicit zeros, so any batch size works; tests run batch 1 and 3.
         warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch", UserWarning)
+        yield
+
+
+def _export_onnx(graph: nn.Module, context_length: int) -> bytes:
+    """Export a serving graph (float64 closes → float64 prices) to self-contained ONNX bytes."""
+    dummy = torch.full((2, context_length), 100.0, dtype=torch.float64)  # [2, W], log-safe
+    buffer = io.BytesIO()
+    with _quiet_export():
         torch.onnx.export(
             graph,
             (dummy,),

@@ -55,6 +55,12 @@ def _shrink_head(head: nn.Linear, core: nn.Module, data: Split) -> float:
     return alpha
 
 
+def _return_scaler(y: FloatArray) -> dict[str, JSONValue]:
+    """Mean and standard deviation of the daily log returns of ``y`` (floored above zero)."""
+    returns = np.diff(np.log(y))
+    return {"mean": float(returns.mean()), "std": float(max(returns.std(), 1e-12))}
+
+
 def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
     """A linear head that starts at zero output: the naive forecast."""
     head = nn.Linear(n_in, n_out)
@@ -224,6 +230,17 @@ class _ReturnForecaster(TorchForecaster):
         t = torch.from_numpy(cum).to(torch.float32)
         return Split(x[:n_train], t[:n_train], x[-n_val:], t[-n_val:])
 
+    def _train_spec(self, epochs: int | None) -> TrainSpec:
+        """The training loop's settings: the recipe's, with ``epochs`` capping the epochs."""
+        return TrainSpec(
+            resolve_epochs(epochs, self._epochs),
+            self._batch_size,
+            lr=self._lr,
+            loss=self._loss,
+            patience=self._patience,
+            clip_norm=1.0,
+        )
+
     def fit(
         self,
         y: FloatArray,
@@ -236,19 +253,8 @@ class _ReturnForecaster(TorchForecaster):
         y = check_closes(
             y, min_length=self._window + self._max_horizon + 1, what=f"{self.name} fit"
         )
-        returns = np.diff(np.log(y))
-        fitted: dict[str, JSONValue] = {
-            "mean": float(returns.mean()),
-            "std": float(max(returns.std(), 1e-12)),
-        }
-        spec = TrainSpec(
-            resolve_epochs(epochs, self._epochs),
-            self._batch_size,
-            lr=self._lr,
-            loss=self._loss,
-            patience=self._patience,
-            clip_norm=1.0,
-        )
+        fitted = _return_scaler(y)
+        spec = self._train_spec(epochs)
         with seeded(seed) as gen:
             graph = self._build_graph(fitted)
             assert isinstance(graph, _ReturnGraph)

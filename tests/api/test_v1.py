@@ -49,9 +49,7 @@ def test_models_promote_and_rollback(client: TestClient, installed) -> None:
     from tests.conftest import NOW
 
     engine = create_db_engine(installed)
-    naive = train(installed, engine, TrainRequest(model="naive", promote="never"), now=NOW)[
-        "version"
-    ]
+    naive = train(installed, engine, TrainRequest(model="naive", promote="never"), now=NOW).version
     engine.dispose()
     models = client.get("/api/v1/models").json()
     assert [(m["model"], m["active"]) for m in models] == [("naive", False), ("drift", True)]

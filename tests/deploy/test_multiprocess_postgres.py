@@ -121,7 +121,7 @@ def seed(url: str, data_dir: Path, csv: Path) -> tuple[int, int]:
             )
     finally:
         engine.dispose()
-    return int(drift["version"]), int(naive["version"])
+    return drift.version, naive.version
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], tmp: Path) -> Proc:

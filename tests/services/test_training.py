@@ -33,6 +33,7 @@ from btc_predictor.shapes.requests import (
     IngestRequest,
     TrainRequest,
 )
+from btc_predictor.shapes.results import TrainResult
 from btc_predictor.storage.db import write_session
 from btc_predictor.storage.tables import ModelArtifactRow
 from tests.conftest import NOW
@@ -80,7 +81,9 @@ def btc(settings: Settings, engine: Engine, shared_data: Path) -> Engine:
 def test_train_reports_against_naive_and_first_real_model_is_promoted(
     settings: Settings, btc: Engine
 ) -> None:
+    # The `train --json` object.
     report = train(settings, btc, TrainRequest(model="drift", promote="always"), now=NOW)
+    report = report.model_dump(mode="json")
     assert report.keys() >= TRAIN_KEYS
     assert (report["train_start"], report["train_end"], report["data_points_used"]) == (
         "2018-01-01",
@@ -97,7 +100,7 @@ def test_train_reports_against_naive_and_first_real_model_is_promoted(
 
 def test_baselines_are_never_auto_promoted(settings: Settings, btc: Engine) -> None:
     report = train(settings, btc, TrainRequest(model="naive"), now=NOW)
-    assert not report["promoted"] and "baseline" in report["promotion_reason"]
+    assert not report.promoted and "baseline" in report.promotion_reason
     with pytest.raises(NoModelError, match="run `btc-predictor train --asset BTC-USD`"):
         predict(settings, btc, ForecastRequest(), now=NOW)
 
@@ -109,7 +112,7 @@ def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> No
     assert forecast.keys() == FORECAST_KEYS
     assert (forecast["model"], forecast["model_version"], forecast["last_date"]) == (
         "naive",
-        first["version"],
+        first.version,
         "2025-11-29",
     )
     assert forecast["as_of"] == "2025-11-30T00:00:00+00:00" and forecast["stale"] is False
@@ -128,7 +131,7 @@ def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> No
         for w, p in zip(wider, points, strict=True)
     )
     other = predict(settings, btc, ForecastRequest(horizon=2, model="drift"), now=NOW)
-    assert other["model_version"] == drift["version"] and other["points"][1]["value"] != 90832.0
+    assert other["model_version"] == drift.version and other["points"][1]["value"] != 90832.0
 
 
 @pytest.mark.parametrize(
@@ -174,8 +177,8 @@ def test_horizon_beyond_the_model(settings: Settings, btc: Engine) -> None:
 def test_damaged_active_model_fails_clearly_and_rollback_restores_service(
     settings: Settings, btc: Engine
 ) -> None:
-    good = train(settings, btc, TrainRequest(model="naive", promote="always"), now=NOW)["version"]
-    bad = train(settings, btc, TrainRequest(model="drift", promote="always"), now=NOW)["version"]
+    good = train(settings, btc, TrainRequest(model="naive", promote="always"), now=NOW).version
+    bad = train(settings, btc, TrainRequest(model="drift", promote="always"), now=NOW).version
     with write_session(btc) as session:
         session.execute(
             update(ModelArtifactRow)
@@ -193,7 +196,7 @@ def test_damaged_active_model_fails_clearly_and_rollback_restores_service(
 
 def test_keep_versions_prunes_old_ones_but_not_the_active(settings: Settings, btc: Engine) -> None:
     keep2 = settings.model_copy(update={"keep_versions": 2})
-    active = train(keep2, btc, TrainRequest(model="naive", promote="always"), now=NOW)["version"]
+    active = train(keep2, btc, TrainRequest(model="naive", promote="always"), now=NOW).version
     for _ in range(3):
         train(keep2, btc, TrainRequest(model="naive", promote="never"), now=NOW)
     rows = list_models(btc, asset="BTC-USD")
@@ -284,13 +287,13 @@ def test_default_lstm_trains_promotes_and_serves_through_onnx(
     quick = settings.model_copy(update={"train_epochs": 2})
     results = bootstrap_models(quick, btc, now=NOW)
     report = results["BTC-USD"]
-    assert isinstance(report, dict) and report["model"] == "lstm" and report["promoted"]
-    assert report["promotion_reason"] == "promoted: no version is active"
-    assert 0.9 < report["metrics"]["mase"] < 1.1
+    assert isinstance(report, TrainResult) and report.model == "lstm" and report.promoted
+    assert report.promotion_reason == "promoted: no version is active"
+    assert report.metrics.mase is not None and 0.9 < report.metrics.mase < 1.1
     assert bootstrap_models(quick, btc, now=NOW) == {
-        "BTC-USD": f"version {report['version']} is active"
+        "BTC-USD": f"version {report.version} is active"
     }
     forecast = predict(quick, btc, ForecastRequest(horizon=30), now=NOW)
     assert forecast["model"] == "lstm" and len(forecast["points"]) == 30
     again = train(quick, btc, TrainRequest(model="lstm", seed=1), now=NOW)
-    assert "on the same 578 days" in again["promotion_reason"]
+    assert "on the same 578 days" in again.promotion_reason

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
 
@@ -120,7 +120,9 @@ def engine(config: Settings, *, migrate: bool = True) -> Engine:
 
 
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout."""
+    """Exactly one JSON document on stdout (a result shape is dumped as its JSON)."""
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
     sys.stdout.write(json.dumps(payload) + "\n")
 
 

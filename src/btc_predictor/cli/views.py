@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from btc_predictor.shapes.results import TrainResult
+
 out = Console(soft_wrap=True)
 
 
@@ -55,23 +57,23 @@ def fmt(value: float | None, spec: str = ",.2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def show_train(report: dict[str, Any]) -> None:
+def show_train(report: TrainResult) -> None:
     """A human training report with the naive baseline beside every metric."""
-    metrics, naive = report["metrics"], report["baseline"]["naive"]
+    metrics, naive = report.metrics, report.baseline.naive
     table = Table(
-        title=f"{report['model']} v{report['version']} on {report['asset']} "
-        f"({report['train_start']} .. {report['train_end']}, "
-        f"{report['data_points_used']} days, {report['training_duration']:.1f} s)"
+        title=f"{report.model} v{report.version} on {report.asset} "
+        f"({report.train_start} .. {report.train_end}, "
+        f"{report.data_points_used} days, {report.training_duration:.1f} s)"
     )
-    for column in ("holdout (last 20%)", report["model"], "naive"):
+    for column in ("holdout (last 20%)", report.model, "naive"):
         table.add_column(column)
     for key in ("mae", "rmse", "mape", "r2"):
-        table.add_row(key.upper(), fmt(metrics[key]), fmt(naive[key]))
-    table.add_row("MASE (vs naive)", fmt(metrics["mase"], ".4f"), "1.0000")
-    table.add_row("direction", fmt(metrics["directional_accuracy"], ".1%"), "-")
-    table.add_row("DM p-value vs naive", fmt(metrics.get("dm_pvalue"), ".3f"), "-")
+        table.add_row(key.upper(), fmt(getattr(metrics, key)), fmt(getattr(naive, key)))
+    table.add_row("MASE (vs naive)", fmt(metrics.mase, ".4f"), "1.0000")
+    table.add_row("direction", fmt(metrics.directional_accuracy, ".1%"), "-")
+    table.add_row("DM p-value vs naive", fmt(metrics.dm_pvalue, ".3f"), "-")
     out.print(table)
-    out.print(report["promotion_reason"], markup=False)
+    out.print(report.promotion_reason, markup=False)
 
 
 def show_forecast(report: dict[str, Any]) -> None:

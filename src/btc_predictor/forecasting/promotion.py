@@ -29,6 +29,7 @@ class PromotionEvidence:
     is_baseline: bool
     mase: float | None  # stated holdout MASE at h=1
     day_errors: DayErrors | None  # h=1 errors keyed by day; None if not recorded
+    label: str = "active"  # how reasons name it, e.g. "active v12"
 
 
 def promotion_decision(
@@ -60,7 +61,10 @@ def _compare(candidate: PromotionEvidence, active: PromotionEvidence) -> tuple[b
     mase_c, mase_a = _ratio(cand), _ratio(act)
     if mase_c is None or mase_a is None:
         return False, "not promoted: MASE is undefined on the common days"
-    scope = f"holdout MASE {mase_c:.4f} vs active {mase_a:.4f} on the same {cand.days.size} days"
+    scope = (
+        f"holdout MASE {mase_c:.4f} vs {active.label} {mase_a:.4f} "
+        f"on the same {cand.days.size} days"
+    )
     if mase_c > mase_a * (1 - MIN_IMPROVEMENT):
         return False, f"not promoted: {scope} is {_gain(mase_c, mase_a)} (0.5% lower required)"
     dm = metrics.diebold_mariano(cand.model, act.model, h=1)
@@ -111,7 +115,7 @@ def _compare_stated(candidate: PromotionEvidence, active: PromotionEvidence) -> 
     )
     if mase_c is None or mase_a is None:
         return False, f"not promoted: {note}, and a MASE is undefined"
-    scope = f"holdout MASE {mase_c:.4f} vs active {mase_a:.4f} ({note})"
+    scope = f"holdout MASE {mase_c:.4f} vs {active.label} {mase_a:.4f} ({note})"
     if mase_c > mase_a * (1 - MIN_IMPROVEMENT):
         return False, f"not promoted: {scope}: {_gain(mase_c, mase_a)} (0.5% lower required)"
     return True, f"promoted: {scope}: {_gain(mase_c, mase_a)}"

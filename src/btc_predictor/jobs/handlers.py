@@ -140,11 +140,9 @@ def run_train(ctx: JobContext, request: TrainRequest, progress: Progress) -> dic
     report = train(
         ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
     )
-    telemetry.TRAINING_DURATION.labels(report["asset"], report["model"]).observe(
-        report["training_duration"]
-    )
+    telemetry.TRAINING_DURATION.labels(report.asset, report.model).observe(report.training_duration)
     # The calibration residuals (~30 × 600 floats) live in the version's meta.json already.
-    return {key: value for key, value in report.items() if key != "calibration"}
+    return report.model_dump(mode="json", exclude={"calibration"})
 
 
 def run_retrain(ctx: JobContext, request: RetrainRequest, progress: Progress) -> dict[str, Any]:

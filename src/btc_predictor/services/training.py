@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -32,6 +31,14 @@ from btc_predictor.forecasting.promotion import (
 from btc_predictor.forecasting.registry import create_model, get_model_class
 from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
 from btc_predictor.shapes.requests import TrainRequest
+from btc_predictor.shapes.results import (
+    Baseline,
+    Calibration,
+    HoldoutMetrics,
+    PointMetrics,
+    TrainResult,
+    TrainSummary,
+)
 from btc_predictor.sources.base import DAY, Candle, parse_asset, utc_day
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
@@ -106,7 +113,7 @@ def train(
     *,
     now: datetime,
     progress: ProgressFn | None = None,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train, store and (by the promotion rule) activate a version; the ``train --json`` object."""
     asset = parse_asset(request.asset).symbol
     name = request.model or settings.default_model
@@ -128,7 +135,9 @@ def train(
     artifacts = build_artifacts(outcome, data, request.seed, epochs, now)
     verify_onnx(outcome.model, artifacts, data.closes)
     summary = _summary(name, data, outcome, duration, request.seed)
-    return _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
+    result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
+    calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
+    return result.model_copy(update={"calibration": calibration})
 
 
 def build_artifacts(
@@ -189,37 +198,31 @@ def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatAr
 
 def _summary(
     name: str, data: TrainingData, outcome: TrainOutcome, duration: float, seed: int
-) -> dict[str, Any]:
-    """The ``train --json`` fields known before storing."""
-    naive = outcome.baseline["naive"]
-    return {
-        "asset": data.asset,
-        "model": name,
-        "seed": seed,
-        "training_duration": round(duration, 3),
-        "data_points_used": int(data.closes.size),
-        "train_start": data.days[0].isoformat(),
-        "train_end": data.days[-1].isoformat(),
-        "data_sha256": data.sha256,
-        "metrics": {
-            k: outcome.metrics.get(k)
-            for k in ("rmse", "mae", "mape", "r2", "mase", "directional_accuracy", "dm_pvalue")
-        },
-        "baseline": {"naive": {k: naive.get(k) for k in ("rmse", "mae", "mape", "r2")}},
-        "calibration": {"residuals_per_horizon": outcome.residuals_per_horizon},
-    }
+) -> TrainSummary:
+    """What the training measured, known before storing."""
+    return TrainSummary(
+        asset=data.asset,
+        model=name,
+        seed=seed,
+        training_duration=round(duration, 3),
+        data_points_used=int(data.closes.size),
+        train_start=data.days[0],
+        train_end=data.days[-1],
+        data_sha256=data.sha256,
+        metrics=HoldoutMetrics.model_validate(outcome.metrics),
+        baseline=Baseline(naive=PointMetrics.model_validate(outcome.baseline["naive"])),
+    )
 
 
 def _store_and_promote(
     settings: Settings,
     engine: Engine,
-    summary: dict[str, Any],
+    summary: TrainSummary,
     artifacts: store.ArtifactSet,
     mode: str,
     now: datetime,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Write the version, decide on promotion and prune, all in one transaction."""
-    stored = {k: v for k, v in summary.items() if k != "calibration"}
     with write_session(engine) as session:
         version_id = store.save_version(
             session=session, version=_new_version(summary, now), artifacts=artifacts
@@ -229,50 +232,47 @@ def _store_and_promote(
             store.promote(session=session, version_id=version_id, reason=reason, now=now)
         store.prune(
             session=session,
-            asset=summary["asset"],
-            model=summary["model"],
+            asset=summary.asset,
+            model=summary.model,
             keep=settings.keep_versions,
             now=now,
         )
+        result = TrainResult(
+            **dict(summary), version=version_id, promoted=promoted, promotion_reason=reason
+        )
         row = store.get_version(session=session, version_id=version_id)
-        row.summary = {
-            **stored,
-            "version": version_id,
-            "promoted": promoted,
-            "promotion_reason": reason,
-        }
-    return {**summary, "version": version_id, "promoted": promoted, "promotion_reason": reason}
+        row.summary = result.model_dump(mode="json", exclude={"calibration"})
+    return result
 
 
-def _new_version(summary: dict[str, Any], now: datetime) -> store.NewVersion:
+def _new_version(summary: TrainSummary, now: datetime) -> store.NewVersion:
     """The version row fields from a training summary."""
     return store.NewVersion(
-        asset=summary["asset"],
-        model=summary["model"],
+        asset=summary.asset,
+        model=summary.model,
         created_at=now,
-        train_start=date.fromisoformat(summary["train_start"]),
-        train_end=date.fromisoformat(summary["train_end"]),
-        data_points=summary["data_points_used"],
-        data_sha256=summary["data_sha256"],
-        seed=summary["seed"],
-        training_duration=summary["training_duration"],
-        holdout_mase=summary["metrics"]["mase"],
+        train_start=summary.train_start,
+        train_end=summary.train_end,
+        data_points=summary.data_points_used,
+        data_sha256=summary.data_sha256,
+        seed=summary.seed,
+        training_duration=summary.training_duration,
+        holdout_mase=summary.metrics.mase,
         summary={},
     )
 
 
 def _decide(
-    session: Session, summary: dict[str, Any], artifacts: store.ArtifactSet, mode: str
+    session: Session, summary: TrainSummary, artifacts: store.ArtifactSet, mode: str
 ) -> tuple[bool, str]:
     """The DESIGN promotion rule against the currently active version."""
-    name = summary["model"]
     candidate = PromotionEvidence(
-        name,
-        get_model_class(name).is_baseline,
-        summary["metrics"]["mase"],
+        summary.model,
+        get_model_class(summary.model).is_baseline,
+        summary.metrics.mase,
         DayErrors.from_json(artifacts.meta["day_errors"]),
     )
-    active_id = store.active_version_id(session=session, asset=summary["asset"])
+    active_id = store.active_version_id(session=session, asset=summary.asset)
     if active_id is None or mode != "auto":
         return promotion_decision(candidate, None, mode=mode)
     try:
@@ -284,16 +284,16 @@ def _decide(
         False,
         active.get("metrics", {}).get("mase"),
         DayErrors.from_json(active["day_errors"]) if "day_errors" in active else None,
+        label=f"active v{active_id}",
     )
-    decided, reason = promotion_decision(candidate, evidence, mode=mode)
-    return decided, reason.replace("vs active", f"vs active v{active_id}", 1)
+    return promotion_decision(candidate, evidence, mode=mode)
 
 
 def bootstrap_models(
     settings: Settings, engine: Engine, *, now: datetime, progress: ProgressFn | None = None
-) -> dict[str, dict[str, Any] | str]:
+) -> dict[str, TrainResult | str]:
     """Train the default model for each tracked asset with data but no active version."""
-    results: dict[str, dict[str, Any] | str] = {}
+    results: dict[str, TrainResult | str] = {}
     for asset in settings.assets:
         with read_session(engine) as session:
             active = store.active_version_id(session=session, asset=asset)

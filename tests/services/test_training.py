@@ -210,7 +210,8 @@ def test_keep_versions_prunes_old_ones_but_not_the_active(settings: Settings, bt
 
 def test_backtest_json_shape(settings: Settings, btc: Engine) -> None:
     request = BacktestRequest(model="drift", days=120, refit_every=30, horizon=3)
-    report = run_backtest(settings, btc, request, executor=SerialExecutor())
+    # The `backtest --json` object.
+    report = run_backtest(settings, btc, request, executor=SerialExecutor()).model_dump(mode="json")
     assert (report["asset"], report["model"], report["start"], report["end"]) == (
         "BTC-USD",
         "drift",

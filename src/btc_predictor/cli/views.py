@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from btc_predictor.shapes.results import TrainResult
+from btc_predictor.shapes.results import BacktestReport, TrainResult
 
 out = Console(soft_wrap=True)
 
@@ -97,24 +96,24 @@ def show_forecast(report: dict[str, Any]) -> None:
     out.print(table)
 
 
-def show_backtest(report: dict[str, Any], plot: Path | None) -> None:
+def show_backtest(report: BacktestReport, plot: Path | None) -> None:
     """A human backtest summary per horizon."""
     table = Table(
-        title=f"{report['model']} on {report['asset']} {report['start']} .. {report['end']}"
-        f" ({report['folds']} folds, {report['burn_in_folds']} burn-in)"
+        title=f"{report.model} on {report.asset} {report.start} .. {report.end}"
+        f" ({report.folds} folds, {report.burn_in_folds} burn-in)"
     )
     for column in ("h", "n", "MAE", "naive MAE", "MASE", "direction", "coverage", "DM p"):
         table.add_column(column)
-    for h in report["horizons"]:
+    for h in report.horizons:
         table.add_row(
-            str(h["h"]),
-            str(h["n"]),
-            fmt(h["mae"]),
-            fmt(h["naive_mae"]),
-            fmt(h["mase"], ".4f"),
-            fmt(h["directional_accuracy"], ".1%"),
-            fmt(h["coverage"], ".1%"),
-            fmt(h["dm_pvalue"], ".3f"),
+            str(h.h),
+            str(h.n),
+            fmt(h.mae),
+            fmt(h.naive_mae),
+            fmt(h.mase, ".4f"),
+            fmt(h.directional_accuracy, ".1%"),
+            fmt(h.coverage, ".1%"),
+            fmt(h.dm_pvalue, ".3f"),
         )
     out.print(table)
     if plot is not None:
@@ -145,31 +144,29 @@ def show_models(rows: list[dict[str, Any]]) -> None:
         out.print("no models yet: run `btc-predictor train --asset BTC-USD`")
 
 
-def plot_backtest(report: dict[str, Any], path: Path) -> Path:
+def plot_backtest(report: BacktestReport, path: Path) -> Path:
     """Actual vs forecast (h=1) with the interval band and naive, plus error by horizon."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot's import
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report["series"] if r["h"] == 1]
-    dates = [date.fromisoformat(r["target_date"]) for r in rows]
+    rows = [r for r in report.series if r.h == 1]
+    dates = [r.target_date for r in rows]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
     nan = float("nan")  # burn-in folds have no interval: leave a gap in the band
-    lower = [nan if r["lower"] is None else r["lower"] for r in rows]
-    upper = [nan if r["upper"] is None else r["upper"] for r in rows]
-    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report['level']}% interval")
-    top.plot(dates, [r["actual"] for r in rows], color="black", linewidth=1, label="actual")
-    top.plot(dates, [r["forecast"] for r in rows], linewidth=1, label=f"{report['model']} (h=1)")
-    top.plot(dates, [r["naive"] for r in rows], linewidth=0.8, linestyle="--", label="naive")
-    top.set_title(f"{report['asset']} walk-forward backtest {report['start']} .. {report['end']}")
+    lower = [nan if r.lower is None else r.lower for r in rows]
+    upper = [nan if r.upper is None else r.upper for r in rows]
+    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report.level}% interval")
+    top.plot(dates, [r.actual for r in rows], color="black", linewidth=1, label="actual")
+    top.plot(dates, [r.forecast for r in rows], linewidth=1, label=f"{report.model} (h=1)")
+    top.plot(dates, [r.naive for r in rows], linewidth=0.8, linestyle="--", label="naive")
+    top.set_title(f"{report.asset} walk-forward backtest {report.start} .. {report.end}")
     top.legend()
-    horizons = report["horizons"]
-    steps = [h["h"] for h in horizons]
-    bottom.plot(steps, [h["mae"] for h in horizons], marker="o", label=f"{report['model']} MAE")
-    bottom.plot(
-        steps, [h["naive_mae"] for h in horizons], marker="x", linestyle="--", label="naive MAE"
-    )
+    steps = [h.h for h in report.horizons]
+    bottom.plot(steps, [h.mae for h in report.horizons], marker="o", label=f"{report.model} MAE")
+    naive_mae = [h.naive_mae for h in report.horizons]
+    bottom.plot(steps, naive_mae, marker="x", linestyle="--", label="naive MAE")
     bottom.set_xticks(steps)
     bottom.set_xlabel("horizon (days)")
     bottom.legend()

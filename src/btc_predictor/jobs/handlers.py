@@ -161,7 +161,8 @@ def run_backtest_job(
         progress(done / max(total, 1), f"fold {done}/{total}")
 
     progress(0.0, f"backtesting {request.model} on {request.asset}")
-    return run_backtest(ctx.settings, ctx.engine, request, executor=ctx.executor, progress=folds)
+    report = run_backtest(ctx.settings, ctx.engine, request, executor=ctx.executor, progress=folds)
+    return report.model_dump(mode="json")
 
 
 HANDLERS: Mapping[str, Handler] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -16,6 +15,7 @@ from btc_predictor.forecasting.registry import get_model_class
 from btc_predictor.services.forecast import check_horizon
 from btc_predictor.services.training import load_training_data
 from btc_predictor.shapes.requests import BacktestRequest
+from btc_predictor.shapes.results import BacktestReport
 from btc_predictor.sources.base import parse_asset
 
 
@@ -32,7 +32,7 @@ def run_backtest(
     *,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> BacktestReport:
     """Walk forward over the stored closes; the ``backtest --json`` object."""
     check_backtest(settings, request)
     asset = parse_asset(request.asset).symbol
@@ -50,7 +50,9 @@ def run_backtest(
         executor=executor,
         progress=progress,
     )
-    return result.to_json([d.isoformat() for d in data.days], asset=asset)
+    return BacktestReport.model_validate(
+        result.to_json([d.isoformat() for d in data.days], asset=asset)
+    )
 
 
 def _start_index(days: list[date], request: BacktestRequest) -> int:

@@ -69,3 +69,60 @@ class TrainResult(TrainSummary):
     version: int
     promoted: bool
     promotion_reason: str
+
+
+class BacktestFold(Result):
+    """One walk-forward fold: its training cut-off and the origins it forecast from."""
+
+    index: int
+    train_end: date
+    first_origin: date
+    last_origin: date
+    burn_in: bool  # no interval yet: too few out-of-sample residuals
+
+
+class BacktestHorizon(Result):
+    """Walk-forward metrics at one horizon, next to naive on the same days."""
+
+    h: int
+    n: int
+    mae: float | None
+    rmse: float | None
+    mape: float | None
+    mase: float | None
+    directional_accuracy: float | None
+    coverage: float | None
+    interval_width: float | None
+    relative_interval_width: float | None
+    n_intervals: int
+    naive_mae: float | None
+    dm_pvalue: float | None
+
+
+class BacktestRow(Result):
+    """One realised forecast: from ``origin``, ``h`` days ahead (bounds None in burn-in)."""
+
+    origin: date
+    target_date: date
+    h: int
+    actual: float
+    forecast: float
+    lower: float | None
+    upper: float | None
+    naive: float
+
+
+class BacktestReport(Result):
+    """``backtest --json``: the walk-forward run, per-horizon metrics and every forecast."""
+
+    asset: str
+    model: str
+    level: int
+    refit_every: int
+    start: date
+    end: date
+    folds: int
+    burn_in_folds: int
+    fold_details: list[BacktestFold]
+    horizons: list[BacktestHorizon]
+    series: list[BacktestRow]

@@ -334,6 +334,12 @@ def _asset_status(
     )
 
 
+def has_candles(engine: Engine, asset: str | None = None) -> bool:
+    """Whether any candle of ``asset`` (default: of any asset) is stored."""
+    with read_session(engine) as session:
+        return bool(repo.asset_spans(session=session, asset=asset))
+
+
 @dataclass(slots=True)
 class BootstrapResult:
     """What the first-run ingest did per tracked asset (reports, or why it failed)."""
@@ -351,9 +357,8 @@ def bootstrap(
     source_factory: SourceFactory | None = None,
 ) -> BootstrapResult:
     """On an empty database, ingest each tracked asset (the first from BOOTSTRAP_CSV if set)."""
-    with read_session(engine) as session:
-        if repo.asset_spans(session=session):
-            return BootstrapResult(skipped=True)
+    if has_candles(engine):
+        return BootstrapResult(skipped=True)
     result = BootstrapResult(skipped=False)
     for index, asset in enumerate(settings.assets):
         path = settings.bootstrap_csv if index == 0 else None

@@ -81,6 +81,18 @@ def test_closes_on_given_days(engine: Engine) -> None:
     assert closes == {date(2024, 1, 2): candles[1].close}  # days without a candle are left out
 
 
+def test_newest_candles_one_per_asset(engine: Engine) -> None:
+    btc = make_candles(date(2024, 1, 1), 10)
+    eth = make_candles(date(2024, 1, 1), 4, price=50.0)
+    upsert(engine, btc)
+    with write_session(engine) as session:
+        repo.upsert_candles(
+            session=session, asset="ETH-USD", candles=eth, source="csv", mode="overwrite", now=NOW
+        )
+    with read_session(engine) as session:
+        assert repo.newest_candles(session=session) == {"BTC-USD": btc[-1], "ETH-USD": eth[-1]}
+
+
 def test_two_ingests_of_one_asset_at_once_both_succeed(settings: Settings, engine: Engine) -> None:
     candles = make_candles(date(2020, 1, 1), 1500)
     errors: list[BaseException] = []

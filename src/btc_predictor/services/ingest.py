@@ -18,6 +18,7 @@ from btc_predictor.sources.base import (
     DAY,
     INTERVAL,
     Asset,
+    Candle,
     CandleSource,
     FetchResult,
     parse_asset,
@@ -332,6 +333,26 @@ def _asset_status(
         max(age, 0.0),
         age > settings.max_data_age.total_seconds(),
     )
+
+
+def stored_candles(
+    engine: Engine, asset: str, *, start: date | None, end: date | None, limit: int
+) -> list[Candle]:
+    """Stored daily candles of ``asset``, ``start <= day < end``, the newest ``limit``."""
+    with read_session(engine) as session:
+        return repo.load_candles(
+            session=session,
+            asset=asset,
+            start=utc_day(start) if start else None,
+            end=utc_day(end) if end else None,
+            limit=limit,
+        )
+
+
+def newest_candles(engine: Engine) -> dict[str, Candle]:
+    """The newest stored candle of every asset."""
+    with read_session(engine) as session:
+        return repo.newest_candles(session=session)
 
 
 def has_candles(engine: Engine, asset: str | None = None) -> bool:

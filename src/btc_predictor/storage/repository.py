@@ -128,6 +128,26 @@ def closes_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[dat
     return {ts.date(): close for ts, close in session.execute(query)}
 
 
+def newest_candles(*, session: Session) -> dict[str, Candle]:
+    """The newest stored candle of every asset, by asset name."""
+    newest = (
+        select(CandleRow.asset, func.max(CandleRow.ts).label("ts"))
+        .where(CandleRow.interval == INTERVAL)
+        .group_by(CandleRow.asset)
+        .subquery()
+    )
+    query = (
+        select(CandleRow)
+        .join(newest, (CandleRow.asset == newest.c.asset) & (CandleRow.ts == newest.c.ts))
+        .where(CandleRow.interval == INTERVAL)
+        .order_by(CandleRow.asset)
+    )
+    return {
+        r.asset: Candle(r.ts, r.open, r.high, r.low, r.close, r.volume)
+        for r in session.scalars(query)
+    }
+
+
 def candle_days(*, session: Session, asset: str) -> list[datetime]:
     """Every stored day of ``asset``, ascending (for gap reports)."""
     query = select(CandleRow.ts).where(CandleRow.asset == asset, CandleRow.interval == INTERVAL)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, UnavailableError
@@ -82,11 +82,6 @@ def _enable_wal(cursor: Any) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory for reads (and writes on PostgreSQL)."""
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager

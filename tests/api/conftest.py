@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from btc_predictor.api.app import create_app
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
+from btc_predictor.services.ingest import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.db import create_db_engine, upgrade
 from tests.conftest import NOW

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
+from btc_predictor.services.ingest import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.db import create_db_engine, upgrade
 from tests.api.conftest import API_KEY

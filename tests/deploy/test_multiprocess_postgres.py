@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import select
 
 from btc_predictor.config import Settings
-from btc_predictor.services import IngestRequest, ingest
+from btc_predictor.services.ingest import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session
 from btc_predictor.storage.tables import JobRow, ScheduleRow

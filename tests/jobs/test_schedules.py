@@ -14,7 +14,7 @@ from btc_predictor.errors import InvalidInputError
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.schedules import enqueue_due, list_schedules, next_run
 from btc_predictor.jobs.worker import Worker
-from btc_predictor.services import IngestRequest, ingest
+from btc_predictor.services.ingest import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
-from btc_predictor.services import IngestRequest, bootstrap, data_status, ingest
+from btc_predictor.services.ingest import IngestRequest, bootstrap, data_status, ingest
 from btc_predictor.sources import make_source
 from btc_predictor.sources.base import CandleSource
 from btc_predictor.storage import repository as repo

@@ -22,9 +22,9 @@ from btc_predictor.errors import (
     NotEnoughDataError,
 )
 from btc_predictor.forecasting.executors import SerialExecutor
-from btc_predictor.services import IngestRequest, ingest
 from btc_predictor.services.backtest import BacktestRequest, run_backtest
 from btc_predictor.services.forecast import ForecastRequest, predict
+from btc_predictor.services.ingest import IngestRequest, ingest
 from btc_predictor.services.training import TrainRequest, train
 from btc_predictor.services.versions import list_models, promote_model, rollback_model
 from btc_predictor.storage.db import write_session

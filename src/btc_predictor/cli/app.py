@@ -163,8 +163,8 @@ def ingest(
     """Fetch daily candles into the database (incremental, validated, idempotent)."""
 
     def body() -> None:
-        from btc_predictor.services import IngestRequest
-        from btc_predictor.services import ingest as run_ingest
+        from btc_predictor.services.ingest import IngestRequest
+        from btc_predictor.services.ingest import ingest as run_ingest
 
         request = IngestRequest(asset, source, path, _parse_day(since, "--since"), force)
         settings = _settings()
@@ -182,7 +182,7 @@ def data_status(
     """What is stored per asset: rows, range, gaps, sources and data age."""
 
     def body() -> None:
-        from btc_predictor.services import data_status as status
+        from btc_predictor.services.ingest import data_status as status
 
         settings = _settings()
         rows = status(settings, _engine(settings), asset=asset, now=datetime.now(UTC))
@@ -200,7 +200,7 @@ def data_bootstrap() -> None:
     """Ingest the tracked assets if the database is empty (BTCP_BOOTSTRAP_CSV, else online)."""
 
     def body() -> None:
-        from btc_predictor.services import bootstrap
+        from btc_predictor.services.ingest import bootstrap
 
         settings = _settings()
         result = bootstrap(settings, _engine(settings), now=datetime.now(UTC))

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from btc_predictor.config import Settings
-from btc_predictor.services import ingest
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade

@@ -76,3 +76,46 @@ def test_forecasting_imports_only_errors_and_itself() -> None:
             continue
         for target in imported(path):
             assert target[0] in ("errors", "forecasting"), f"{'.'.join(parts)} imports {target}"
+
+
+# SQLAlchemy's statement builders: only storage/ writes SQL (DESIGN §9).
+SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "func"}
+
+
+def _from_sqlalchemy(node: ast.ImportFrom) -> set[str]:
+    """Builders and dialect modules named by ``from sqlalchemy… import …``."""
+    module = node.module or ""
+    if module != "sqlalchemy" and not module.startswith("sqlalchemy."):
+        return set()
+    found = {module} if module.startswith("sqlalchemy.dialects") else set()
+    wanted = SQL_BUILDERS | {"dialects"}
+    return found | {f"{module}.{a.name}" for a in node.names if a.name in wanted}
+
+
+def sql_uses(path: Path) -> set[str]:
+    """The statement builders and dialect modules ``path`` imports or reaches by attribute."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    packages: set[str] = set()  # local names bound to the sqlalchemy package itself
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found |= _from_sqlalchemy(node)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("sqlalchemy.dialects")}
+            packages |= {a.asname or a.name for a in node.names if a.name == "sqlalchemy"}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in packages
+            and node.attr in SQL_BUILDERS | {"dialects"}
+        ):
+            found.add(f"sqlalchemy.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize(("parts", "path"), MODULES, ids=[".".join(p) for p, _ in MODULES])
+def test_only_storage_builds_sql(parts: tuple[str, ...], path: Path) -> None:
+    if parts[0] == "storage":
+        return
+    assert not sql_uses(path), f"{'.'.join(parts)} builds SQL outside storage/: {sql_uses(path)}"

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from btc_predictor.api.app import create_app
 from btc_predictor.config import Settings
-from btc_predictor.services import ingest
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from btc_predictor.config import Settings
-from btc_predictor.services import ingest
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade

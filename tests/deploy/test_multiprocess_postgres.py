@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import select
 
 from btc_predictor.config import Settings
-from btc_predictor.services import ingest
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import IngestRequest, TrainRequest
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session

@@ -12,12 +12,11 @@ from sqlalchemy import Engine
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError
 from btc_predictor.jobs import queue as jobs
-from btc_predictor.jobs.schedules import due, enqueue_due, list_schedules, next_run
+from btc_predictor.jobs.schedules import enqueue_due, list_schedules, next_run
 from btc_predictor.jobs.worker import Worker
-from btc_predictor.services import ingest
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import IngestRequest, TrainRequest
-from btc_predictor.storage.tables import ScheduleRow
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
 
@@ -78,12 +77,6 @@ def test_next_run_rules(sqlite_settings: Settings) -> None:
     assert next_run("bootstrap", NOW, sqlite_settings) is None  # only at the next worker start
     with pytest.raises(InvalidInputError, match="unknown schedule `cleanup`"):
         next_run("cleanup", NOW, sqlite_settings)
-
-
-def test_due() -> None:
-    assert not due(NOW, ScheduleRow(name="bootstrap", next_run_at=None))
-    assert not due(NOW, ScheduleRow(name="refresh", next_run_at=NOW + timedelta(seconds=1)))
-    assert due(NOW, ScheduleRow(name="refresh", next_run_at=NOW))
 
 
 def test_first_start_on_an_empty_install_ingests_then_trains(

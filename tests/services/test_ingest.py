@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
-from btc_predictor.services import bootstrap, data_status, ingest
+from btc_predictor.services.ingest import bootstrap, data_status, ingest
 from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.sources import make_source
 from btc_predictor.sources.base import CandleSource

@@ -22,9 +22,9 @@ from btc_predictor.errors import (
     NotEnoughDataError,
 )
 from btc_predictor.forecasting.executors import SerialExecutor
-from btc_predictor.services import ingest
 from btc_predictor.services.backtest import run_backtest
 from btc_predictor.services.forecast import predict
+from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.services.versions import list_models, promote_model, rollback_model
 from btc_predictor.shapes.requests import (

@@ -144,6 +144,16 @@ def test_promotions_history_and_rollback(engine: Engine) -> None:
     assert active(engine, "ETH-USD") is None
 
 
+def test_promoted_assets_lists_each_asset_once(engine: Engine) -> None:
+    ids = [new_version(engine), new_version(engine), new_version(engine, asset="ETH-USD")]
+    new_version(engine, asset="SOL-USD")  # saved, never promoted
+    with write_session(engine) as session:
+        for vid in ids:
+            store.promote(session=session, version_id=vid, reason="test", now=NOW)
+    with read_session(engine) as session:
+        assert sorted(store.promoted_assets(session=session)) == ["BTC-USD", "ETH-USD"]
+
+
 def test_prune_keeps_newest_active_and_rollback_target(engine: Engine) -> None:
     ids = [new_version(engine) for _ in range(6)]
     other = new_version(engine, model="gru")

@@ -70,6 +70,29 @@ def test_load_candles_range_and_limit(engine: Engine) -> None:
         assert repo.load_candles(session=session, asset="ETH-USD") == []
 
 
+def test_closes_on_given_days(engine: Engine) -> None:
+    candles = make_candles(date(2024, 1, 1), 5)
+    upsert(engine, candles)
+    with read_session(engine) as session:
+        closes = repo.closes_on(
+            session=session, asset="BTC-USD", days=[date(2024, 1, 2), date(2024, 2, 1)]
+        )
+        assert repo.closes_on(session=session, asset="BTC-USD", days=[]) == {}
+    assert closes == {date(2024, 1, 2): candles[1].close}  # days without a candle are left out
+
+
+def test_newest_candles_one_per_asset(engine: Engine) -> None:
+    btc = make_candles(date(2024, 1, 1), 10)
+    eth = make_candles(date(2024, 1, 1), 4, price=50.0)
+    upsert(engine, btc)
+    with write_session(engine) as session:
+        repo.upsert_candles(
+            session=session, asset="ETH-USD", candles=eth, source="csv", mode="overwrite", now=NOW
+        )
+    with read_session(engine) as session:
+        assert repo.newest_candles(session=session) == {"BTC-USD": btc[-1], "ETH-USD": eth[-1]}
+
+
 def test_two_ingests_of_one_asset_at_once_both_succeed(settings: Settings, engine: Engine) -> None:
     candles = make_candles(date(2020, 1, 1), 1500)
     errors: list[BaseException] = []

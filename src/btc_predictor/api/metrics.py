@@ -18,17 +18,15 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError
-from btc_predictor.services import ledger
+from btc_predictor.services import ledger, versions
 from btc_predictor.services.health import LIVE_DAYS, summarize, thresholds
+from btc_predictor.services.ingest import newest_candles
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.sources.base import data_age
-from btc_predictor.storage import model_store as store
-from btc_predictor.storage.db import read_session
-from btc_predictor.storage.tables import CandleRow
 from btc_predictor.telemetry import FORECAST_HORIZONS, HEALTH_METRICS
 
 log = logging.getLogger(__name__)
@@ -81,22 +79,16 @@ class HealthCollector(Collector):
 
     def _database_samples(self, now: datetime) -> list[Sample]:
         """Samples for every asset with stored candles."""
-        with read_session(self.engine) as session:
-            newest = session.execute(
-                select(CandleRow.asset, func.max(CandleRow.ts)).group_by(CandleRow.asset)
-            ).all()
-            samples: list[Sample] = []
-            for asset, last_ts in newest:
-                close = session.scalar(
-                    select(CandleRow.close).where(CandleRow.asset == asset, CandleRow.ts == last_ts)
-                )
-                age = data_age(last_ts, now)
-                samples += [
-                    ("bitcoin_lstm_last_price", (asset,), float(close or 0.0)),
-                    ("bitcoin_lstm_data_age_seconds", (asset,), age),
-                ]
-                samples += _model_samples(session, asset)
-        for asset, _ in newest:
+        newest = newest_candles(self.engine)
+        samples: list[Sample] = []
+        for asset, candle in newest.items():
+            age = data_age(candle.ts, now)
+            samples += [
+                ("bitcoin_lstm_last_price", (asset,), float(candle.close)),
+                ("bitcoin_lstm_data_age_seconds", (asset,), age),
+            ]
+            samples += _model_samples(self.engine, asset)
+        for asset in newest:
             samples += self._forecast_samples(asset, now)
             samples += _live_samples(self.engine, asset, now.date())
         return samples
@@ -121,24 +113,24 @@ class HealthCollector(Collector):
         return samples
 
 
-def _model_samples(session: Any, asset: str) -> list[Sample]:
+def _model_samples(engine: Engine, asset: str) -> list[Sample]:
     """Holdout MASE and R² of the newest version of each kind, and the active version."""
     samples: list[Sample] = []
+    active: list[Sample] = []
     seen: set[str] = set()
-    for row in store.list_versions(session=session, asset=asset):
-        if row.model in seen:
+    for version in versions.list_models(engine, asset=asset):  # newest first
+        model = version["model"]
+        if version["active"]:
+            active.append(("bitcoin_lstm_model_info", (asset, model, str(version["id"])), 1.0))
+        if model in seen:
             continue
-        seen.add(row.model)
-        metrics = row.summary.get("metrics", {})
+        seen.add(model)
+        metrics = version["metrics"] or {}
         pairs = (("bitcoin_lstm_model_mase", "mase"), ("bitcoin_lstm_model_r2_score", "r2"))
         for name, key in pairs:
             if metrics.get(key) is not None:
-                samples.append((name, (asset, row.model), float(metrics[key])))
-    active = store.active_version_id(session=session, asset=asset)
-    if active is not None:
-        row = store.get_version(session=session, version_id=active)
-        samples.append(("bitcoin_lstm_model_info", (asset, row.model, str(row.id)), 1.0))
-    return samples
+                samples.append((name, (asset, model), float(metrics[key])))
+    return samples + active
 
 
 def _live_samples(engine: Engine, asset: str, today: date) -> list[Sample]:

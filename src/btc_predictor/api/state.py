@@ -11,39 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
+    AssetState,
     LoadedVersion,
+    asset_states,
     check_request,
     forecast_json,
-    load_version,
-    pick_version,
-    recent_closes,
+    prepare,
 )
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.sources.base import DAY, data_age
-from btc_predictor.storage import model_store as store
-from btc_predictor.storage.db import read_session
-from btc_predictor.storage.tables import CandleRow, PromotionRow
 
 log = logging.getLogger(__name__)
 # (asset, version, cutoff, horizon, level)
 CacheKey = tuple[str, int, datetime, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class AssetState:
-    """What a cached forecast of one asset depends on besides its request."""
-
-    active_version: int | None
-    last_candle: datetime | None
 
 
 class ServingState:
@@ -59,17 +47,7 @@ class ServingState:
 
     def read_states(self) -> dict[str, AssetState]:
         """Active version and newest candle per asset, straight from the database."""
-        with read_session(self.engine) as session:
-            newest = dict(
-                session.execute(
-                    select(CandleRow.asset, func.max(CandleRow.ts)).group_by(CandleRow.asset)
-                ).all()
-            )
-            assets = set(newest) | set(session.scalars(select(PromotionRow.asset).distinct()).all())
-            return {
-                a: AssetState(store.active_version_id(session=session, asset=a), newest.get(a))
-                for a in assets
-            }
+        return asset_states(self.engine)
 
     def refresh(self) -> None:
         """Drop cached forecasts of assets whose state changed since the last poll."""
@@ -116,12 +94,8 @@ class ServingState:
 
     def _compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """Load the version (once per process) and the recent candles, then forecast."""
-        with read_session(self.engine) as session:
-            version_id = pick_version(session, request.asset, request.model)
-            loaded = self._versions.get(version_id)
-            if loaded is None:
-                loaded = load_version(session, version_id)
-            candles = recent_closes(session, request.asset, loaded.runner.context_length)
+        loaded, candles = prepare(self.engine, request.asset, request.model, loaded=self._versions)
+        version_id = loaded.version_id
         with self._lock:
             self._versions[version_id] = loaded
         payload = forecast_json(self.settings, request.asset, loaded, candles, request, now=now)

@@ -6,7 +6,6 @@ result. Handlers call services only; they never import the worker loop that runs
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from btc_predictor.errors import DataSourceError, JobRunningError
 from btc_predictor.forecasting.base import ProgressFn
 from btc_predictor.forecasting.executors import Executor
 from btc_predictor.jobs.queue import submit
+from btc_predictor.services import ledger
 from btc_predictor.services.backtest import run_backtest
 from btc_predictor.services.ingest import IngestReport, SourceFactory, bootstrap, ingest
 from btc_predictor.services.training import train
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Progress = Callable[[float, str], None]  # (fraction of the job done 0..1, status line)
-LEDGER_MODULE = "btc_predictor.services.ledger"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +69,7 @@ def run_ingest(ctx: JobContext, job: IngestJob, progress: Progress) -> dict[str,
         report = ingest(
             ctx.settings, ctx.engine, request, now=ctx.clock(), source_factory=ctx.source_factory
         )
-    result = report.to_json() | {
-        "ledger": score_ledger_if_available(ctx.engine, job.asset, ctx.clock())
-    }
+    result = report.to_json() | {"ledger": _score_ledger(ctx.engine, job.asset, ctx.clock())}
     if job.then_train:
         result["follow_up_job_id"] = _chain_training(ctx, job.asset)
     return result
@@ -104,19 +101,10 @@ def _chain_training(ctx: JobContext, asset: str) -> str | None:
     return str(job["id"])
 
 
-def score_ledger_if_available(engine: Engine, asset: str, now: datetime) -> Any:
-    """Score served forecasts against new closes, when the ledger module is installed."""
+def _score_ledger(engine: Engine, asset: str, now: datetime) -> Any:
+    """Score served forecasts against new closes: how many, or the error that stopped it."""
     try:
-        module = importlib.import_module(LEDGER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != LEDGER_MODULE:
-            raise
-        return None
-    scorer = getattr(module, "score_ledger", None)
-    if scorer is None:
-        return None
-    try:
-        return to_json(scorer(engine, asset, now=now))
+        return to_json(ledger.score_ledger(engine, asset, now=now))
     except Exception as exc:
         # The candles are already stored: a scoring problem must not fail the refresh itself.
         log.exception("scoring the forecast ledger of %s failed", asset)

@@ -1,8 +1,9 @@
 """Worker schedules: refresh data, retrain, and bootstrap a fresh install.
 
 The timing rules are pure functions of an injected ``now``. :func:`enqueue_due` turns due
-schedules into ordinary jobs and persists each run in the ``schedules`` table, so a restart
-never runs a schedule twice and any process (the API) can list them.
+schedules into ordinary jobs and persists each run in the ``schedules`` table (through
+:mod:`btc_predictor.storage.job_store`), so a restart never runs a schedule twice and any
+process (the API) can list them.
 
 - ``refresh``: an ingest job per tracked asset shortly after each UTC day closes (00:00 UTC +
   ``refresh_delay``); on the first start at once, and on a later start only if a run was
@@ -30,17 +31,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobRunningError
 from btc_predictor.jobs.queue import submit
 from btc_predictor.services.health import degradation
-from btc_predictor.storage import model_store as store
-from btc_predictor.storage import repository as repo
-from btc_predictor.storage.db import read_session, write_session
-from btc_predictor.storage.tables import JobRow, ScheduleRow
+from btc_predictor.services.ingest import has_candles
+from btc_predictor.services.versions import active_version_id
+from btc_predictor.storage import job_store
+from btc_predictor.storage.job_store import Schedule
 from btc_predictor.telemetry import RETRAINS_TRIGGERED_TOTAL
 
 log = logging.getLogger(__name__)
@@ -81,30 +81,24 @@ def first_run(name: str, now: datetime, settings: Settings) -> datetime | None:
     return now + settings.retrain_every if name == "retrain" else now
 
 
-def due(now: datetime, row: ScheduleRow) -> bool:
-    """Whether the schedule ``row`` is due at ``now``."""
-    return row.next_run_at is not None and row.next_run_at <= now
-
-
 def enqueue_due(
     engine: Engine, settings: Settings, *, now: datetime, starting: bool = False
 ) -> list[str]:
     """Enqueue the jobs of every due schedule (``starting``: a worker's first tick)."""
     if starting:
         replan(engine, settings, now=now)
-    with read_session(engine) as session:
-        rows = {row.name: row for row in session.scalars(select(ScheduleRow))}
+    rows = job_store.schedules(engine)
     job_ids: list[str] = []
     for name in SCHEDULES:
         row, armed = rows.get(name), starting and name == "bootstrap"
         # A read first: most ticks have nothing due and should not take the write lock.
-        if row is not None and not armed and not due(now, row):
+        if row is not None and not armed and not job_store.due(now, row):
             continue
-        if not _claim(engine, settings, name, now, starting=starting):
+        if not _claim(engine, settings, name, now, armed=armed):
             continue
         ids = _ACTIONS[name](engine, settings, now)
         if ids:
-            _record_job(engine, name, ids[-1])
+            job_store.record_schedule_job(engine, name, ids[-1])
         log.info("schedule %s ran: %d job(s) queued", name, len(ids))
         job_ids += ids
     return job_ids
@@ -116,43 +110,30 @@ def replan(engine: Engine, settings: Settings, *, now: datetime) -> None:
     A schedule that ran is next due one cadence after its last run; one that never ran keeps
     its planned time unless the new cadence brings it closer.
     """
-    with write_session(engine) as session:
-        for row in session.scalars(select(ScheduleRow).with_for_update()):
-            if row.name == "bootstrap" or row.next_run_at is None:
-                continue
-            if row.last_run_at is not None:
-                planned = next_run(row.name, row.last_run_at, settings)
-            else:
-                planned = min(row.next_run_at, first_run(row.name, now, settings) or now)
-            if planned is not None and planned != row.next_run_at:
-                log.info("schedule %s re-planned for %s", row.name, planned.isoformat())
-                row.next_run_at = planned
+    changed = job_store.replan_schedules(engine, lambda row: _replanned(row, settings, now))
+    for name, planned in changed.items():
+        log.info("schedule %s re-planned for %s", name, planned.isoformat())
 
 
-def _claim(engine: Engine, settings: Settings, name: str, now: datetime, *, starting: bool) -> bool:
-    """Atomically decide that this worker runs ``name`` now (at most one worker does)."""
-    try:
-        with write_session(engine) as session:
-            row = session.get(ScheduleRow, name, with_for_update=True)
-            if row is None:
-                row = ScheduleRow(name=name, next_run_at=first_run(name, now, settings))
-                session.add(row)
-            if starting and name == "bootstrap":
-                row.next_run_at = now
-            if not due(now, row):
-                return False
-            row.last_run_at, row.next_run_at = now, next_run(name, now, settings)
-            return True
-    except IntegrityError:
-        return False  # another worker created the row at the same moment and runs it
+def _replanned(row: Schedule, settings: Settings, now: datetime) -> datetime | None:
+    """When a stored schedule should next run under the current cadences (None: as planned)."""
+    if row.name == "bootstrap" or row.next_run_at is None:
+        return None
+    if row.last_run_at is not None:
+        return next_run(row.name, row.last_run_at, settings)
+    return min(row.next_run_at, first_run(row.name, now, settings) or now)
 
 
-def _record_job(engine: Engine, name: str, job_id: str) -> None:
-    """Remember the last job a schedule queued."""
-    with write_session(engine) as session:
-        row = session.get(ScheduleRow, name)
-        if row is not None:
-            row.last_job_id = job_id
+def _claim(engine: Engine, settings: Settings, name: str, now: datetime, *, armed: bool) -> bool:
+    """Atomically decide that this worker runs ``name`` now (``armed``: due whatever is stored)."""
+    return job_store.claim_schedule(
+        engine,
+        name,
+        now=now,
+        first_run_at=first_run(name, now, settings),
+        next_run_at=next_run(name, now, settings),
+        force=armed,
+    )
 
 
 def _submit(
@@ -190,9 +171,8 @@ def _health(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """A retrain per tracked asset whose live forecasts degraded (outside its cooldown)."""
     job_ids: list[str] = []
     for asset in settings.assets:
-        with read_session(engine) as session:
-            if store.active_version_id(session=session, asset=asset) is None:
-                continue  # nothing serves yet: bootstrap's training, not a retrain, is due
+        if active_version_id(engine, asset) is None:
+            continue  # nothing serves yet: bootstrap's training, not a retrain, is due
         reason = degradation(settings, engine, asset, now.date())
         if reason is None or _recent_health_retrain(engine, asset, now - settings.retrain_cooldown):
             continue
@@ -207,10 +187,7 @@ def _health(engine: Engine, settings: Settings, now: datetime) -> list[str]:
 
 def _recent_health_retrain(engine: Engine, asset: str, since: datetime) -> bool:
     """Whether a health-triggered retrain of ``asset`` was queued since ``since``."""
-    with read_session(engine) as session:
-        params = session.scalars(
-            select(JobRow.params).where(JobRow.kind == "retrain", JobRow.created_at >= since)
-        ).all()
+    params = job_store.params_since(engine, kind="retrain", since=since)
     return any(p.get("asset") == asset and p.get("trigger") == "health" for p in params)
 
 
@@ -223,11 +200,9 @@ def _bootstrap(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """Ingest-then-train (or just train) each tracked asset that has no active model."""
     job_ids: list[str] = []
     for asset in settings.assets:
-        with read_session(engine) as session:
-            if store.active_version_id(session=session, asset=asset) is not None:
-                continue
-            has_data = bool(repo.asset_spans(session=session, asset=asset))
-        if has_data:
+        if active_version_id(engine, asset) is not None:
+            continue
+        if has_candles(engine, asset):
             job_ids += _submit(engine, settings, "train", {"asset": asset}, now)
         else:
             params = {"asset": asset, "bootstrap": True, "then_train": True}
@@ -245,13 +220,12 @@ _ACTIONS: dict[str, Callable[[Engine, Settings, datetime], list[str]]] = {
 
 def list_schedules(engine: Engine, settings: Settings, *, now: datetime) -> list[dict[str, Any]]:
     """Every schedule with its timing (``GET /api/v1/schedules``); never-run ones as planned."""
-    with read_session(engine) as session:
-        rows = {row.name: row for row in session.scalars(select(ScheduleRow))}
+    rows = job_store.schedules(engine)
     return [_schedule_json(name, rows.get(name), settings, now) for name in SCHEDULES]
 
 
 def _schedule_json(
-    name: str, row: ScheduleRow | None, settings: Settings, now: datetime
+    name: str, row: Schedule | None, settings: Settings, now: datetime
 ) -> dict[str, Any]:
     """One schedule's JSON."""
     upcoming = row.next_run_at if row is not None else first_run(name, now, settings)

@@ -5,6 +5,7 @@ Never imports torch: artifacts run through ONNX Runtime (``forecasting.onnx_runt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
@@ -37,6 +38,25 @@ def check_horizon(settings: Settings, horizon: int) -> None:
     """Models are trained for BTCP_MAX_HORIZON days (the shapes bound only the schema's 365)."""
     if not 1 <= horizon <= settings.max_horizon:
         raise InvalidInputError(f"horizon {horizon} is out of range (1..{settings.max_horizon})")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetState:
+    """What a forecast of one asset depends on besides its request."""
+
+    active_version: int | None
+    last_candle: datetime | None
+
+
+def asset_states(engine: Engine) -> dict[str, AssetState]:
+    """Active version and newest candle of every asset with data or a promotion."""
+    with read_session(engine) as session:
+        newest = {a: c.ts for a, c in repo.newest_candles(session=session).items()}
+        assets = set(newest) | set(store.promoted_assets(session=session))
+        return {
+            a: AssetState(store.active_version_id(session=session, asset=a), newest.get(a))
+            for a in assets
+        }
 
 
 def check_request(settings: Settings, request: ForecastRequest) -> None:
@@ -84,15 +104,23 @@ def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
     return candles
 
 
+def prepare(
+    engine: Engine, asset: str, model: str | None, *, loaded: Mapping[int, LoadedVersion]
+) -> tuple[LoadedVersion, list[Candle]]:
+    """The version serving (asset, model), taken from ``loaded`` when there, and its input."""
+    with read_session(engine) as session:
+        version_id = pick_version(session, asset, model)
+        version = loaded.get(version_id) or load_version(session, version_id)
+        return version, recent_closes(session, asset, version.runner.context_length)
+
+
 def predict(
     settings: Settings, engine: Engine, request: ForecastRequest, *, now: datetime
 ) -> dict[str, Any]:
     """The forecast object printed by ``predict --json`` and served by the API."""
     check_request(settings, request)
     asset = parse_asset(request.asset).symbol
-    with read_session(engine) as session:
-        loaded = load_version(session, pick_version(session, asset, request.model))
-        candles = recent_closes(session, asset, loaded.runner.context_length)
+    loaded, candles = prepare(engine, asset, request.model, loaded={})
     return forecast_json(settings, asset, loaded, candles, request, now=now)
 
 

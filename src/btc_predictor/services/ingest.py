@@ -18,6 +18,7 @@ from btc_predictor.sources.base import (
     DAY,
     INTERVAL,
     Asset,
+    Candle,
     CandleSource,
     FetchResult,
     data_age,
@@ -324,6 +325,32 @@ def _asset_status(
     )
 
 
+def stored_candles(
+    engine: Engine, asset: str, *, start: date | None, end: date | None, limit: int
+) -> list[Candle]:
+    """Stored daily candles of ``asset``, ``start <= day < end``, the newest ``limit``."""
+    with read_session(engine) as session:
+        return repo.load_candles(
+            session=session,
+            asset=asset,
+            start=utc_day(start) if start else None,
+            end=utc_day(end) if end else None,
+            limit=limit,
+        )
+
+
+def newest_candles(engine: Engine) -> dict[str, Candle]:
+    """The newest stored candle of every asset."""
+    with read_session(engine) as session:
+        return repo.newest_candles(session=session)
+
+
+def has_candles(engine: Engine, asset: str | None = None) -> bool:
+    """Whether any candle of ``asset`` (default: of any asset) is stored."""
+    with read_session(engine) as session:
+        return bool(repo.asset_spans(session=session, asset=asset))
+
+
 @dataclass(slots=True)
 class BootstrapResult:
     """What the first-run ingest did per tracked asset (reports, or why it failed)."""
@@ -341,9 +368,8 @@ def bootstrap(
     source_factory: SourceFactory | None = None,
 ) -> BootstrapResult:
     """On an empty database, ingest each tracked asset (the first from BOOTSTRAP_CSV if set)."""
-    with read_session(engine) as session:
-        if repo.asset_spans(session=session):
-            return BootstrapResult(skipped=True)
+    if has_candles(engine):
+        return BootstrapResult(skipped=True)
     result = BootstrapResult(skipped=False)
     for index, asset in enumerate(settings.assets):
         path = settings.bootstrap_csv if index == 0 else None

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from btc_predictor.sources.base import utc_day
+from btc_predictor.storage import ledger as store
+from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
-from btc_predictor.storage.tables import CandleRow, PredictionRow
+from btc_predictor.storage.tables import PredictionRow
 
 LEDGER_LEVEL = 90  # every ledger entry carries its 90% interval, whatever level was served
 
@@ -38,51 +38,27 @@ def record_forecast(engine: Engine, forecast: dict[str, Any], *, now: datetime) 
         for p in forecast["points"]
     ]
     with write_session(engine) as session:
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
-        statement = (
-            insert(PredictionRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["asset", "model_version", "as_of", "horizon"])
-        )
-        result = session.execute(statement)
-        return int(getattr(result, "rowcount", 0) or 0)  # an INSERT's CursorResult
+        return store.insert_entries(session=session, rows=rows)
 
 
 def score_ledger(engine: Engine, asset: str, *, now: datetime) -> int:
     """Score unscored entries whose target day's candle is stored; returns how many."""
     with write_session(engine) as session:
-        pending = session.scalars(
-            select(PredictionRow).where(
-                PredictionRow.asset == asset, PredictionRow.scored_at.is_(None)
-            )
-        ).all()
-        closes = _closes(session, asset, {p.target_date for p in pending})
-        scored = 0
-        for entry in pending:
-            actual = closes.get(entry.target_date)
-            if actual is None:
-                continue
-            entry.actual, entry.scored_at = actual, now
-            entry.abs_error = abs(entry.forecast - actual)
-            entry.naive_abs_error = abs(entry.naive - actual)
-            entry.inside = entry.lower <= actual <= entry.upper
-            scored += 1
-        return scored
+        pending = store.unscored(session=session, asset=asset)
+        days = {entry.target_date for entry in pending}
+        closes = repo.closes_on(session=session, asset=asset, days=days)
+        return sum(_score(entry, closes.get(entry.target_date), now) for entry in pending)
 
 
-def _closes(session: Session, asset: str, days: set[date]) -> dict[date, float]:
-    """Stored closes of ``asset`` on the given days."""
-    if not days:
-        return {}
-    stamps = [utc_day(d) for d in days]
-    rows = session.execute(
-        select(CandleRow.ts, CandleRow.close).where(
-            CandleRow.asset == asset, CandleRow.ts.in_(stamps)
-        )
-    )
-    return {ts.date(): close for ts, close in rows}
+def _score(entry: PredictionRow, actual: float | None, now: datetime) -> bool:
+    """Fill in an entry's outcome once its day's close is known; whether it was scored."""
+    if actual is None:
+        return False
+    entry.actual, entry.scored_at = actual, now
+    entry.abs_error = abs(entry.forecast - actual)
+    entry.naive_abs_error = abs(entry.naive - actual)
+    entry.inside = entry.lower <= actual <= entry.upper
+    return True
 
 
 def entry_json(row: PredictionRow) -> dict[str, Any]:
@@ -110,37 +86,14 @@ def entry_json(row: PredictionRow) -> dict[str, Any]:
 def list_predictions(engine: Engine, *, asset: str, limit: int = 100) -> list[dict[str, Any]]:
     """Newest ledger entries of ``asset`` (by target day, then horizon)."""
     with read_session(engine) as session:
-        rows = session.scalars(
-            select(PredictionRow)
-            .where(PredictionRow.asset == asset)
-            .order_by(PredictionRow.target_date.desc(), PredictionRow.horizon)
-            .limit(limit)
-        ).all()
-        return [entry_json(r) for r in rows]
+        rows = store.newest_entries(session=session, asset=asset, limit=limit)
+    return [entry_json(r) for r in rows]
 
 
 def live_window(engine: Engine, *, asset: str, end: date, days: int = 30) -> list[dict[str, Any]]:
     """Per horizon and model kind over (end - days, end]: n, MAE, naive MAE, coverage."""
     with read_session(engine) as session:
-        rows = session.execute(
-            select(
-                PredictionRow.horizon,
-                PredictionRow.model,
-                func.count(),
-                func.avg(PredictionRow.abs_error),
-                func.avg(PredictionRow.naive_abs_error),
-                func.avg(cast(PredictionRow.inside, Integer)),
-            )
-            .where(
-                PredictionRow.asset == asset,
-                PredictionRow.scored_at.is_not(None),
-                PredictionRow.target_date > end - timedelta(days=days),
-                PredictionRow.target_date <= end,
-            )
-            .group_by(PredictionRow.horizon, PredictionRow.model)
-            .order_by(PredictionRow.horizon, PredictionRow.model)
-        ).all()
-    return [
-        {"horizon": h, "model": m, "n": n, "mae": mae, "naive_mae": naive, "coverage": float(cov)}
-        for h, m, n, mae, naive, cov in rows
-    ]
+        rows = store.window_stats(
+            session=session, asset=asset, after=end - timedelta(days=days), until=end
+        )
+    return [asdict(r) for r in rows]

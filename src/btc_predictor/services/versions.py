@@ -108,3 +108,9 @@ def active_version(engine: Engine, asset: str) -> ModelVersionRow | None:
     with read_session(engine) as session:
         active = store.active_version_id(session=session, asset=asset)
         return None if active is None else store.get_version(session=session, version_id=active)
+
+
+def active_version_id(engine: Engine, asset: str) -> int | None:
+    """The id of the version serving ``asset``, or None."""
+    with read_session(engine) as session:
+        return store.active_version_id(session=session, asset=asset)

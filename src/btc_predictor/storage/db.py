@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, UnavailableError
@@ -83,11 +84,6 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory for reads (and writes on PostgreSQL)."""
-    return sessionmaker(engine, expire_on_commit=False)
-
-
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction holds the SQLite write lock from its start; commits on exit."""
@@ -101,6 +97,33 @@ def read_session(engine: Engine) -> Iterator[Session]:
     """A read-only unit of work."""
     with Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+def upsert(
+    session: Session,
+    table: Any,
+    rows: list[dict[str, Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """INSERT … ON CONFLICT (``keys``): overwrite the ``update`` columns, or skip the row.
+
+    Racing writers both succeed, on SQLite and PostgreSQL alike. Returns the rows written.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(rows)
+    if update:
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys), set_={name: getattr(excluded, name) for name in update}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    # psycopg forgets the count once SQLAlchemy closes the cursor (-1) unless it is kept.
+    result = session.execute(statement, execution_options={"preserve_rowcount": True})
+    return int(getattr(result, "rowcount", 0) or 0)  # an INSERT's CursorResult
 
 
 def migrations_dir() -> Path:

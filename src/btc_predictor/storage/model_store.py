@@ -175,6 +175,11 @@ def _live_promotions(session: Session, asset: str) -> list[PromotionRow]:
     return list(session.scalars(query))
 
 
+def promoted_assets(*, session: Session) -> list[str]:
+    """Every asset that ever had a version promoted."""
+    return list(session.scalars(select(PromotionRow.asset).distinct()))
+
+
 def active_version_id(*, session: Session, asset: str) -> int | None:
     """The active version of ``asset`` (None when nothing was ever promoted)."""
     live = _live_promotions(session, asset)

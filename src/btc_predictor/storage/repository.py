@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from btc_predictor.sources.base import INTERVAL, Candle
+from btc_predictor.sources.base import INTERVAL, Candle, utc_day
+from btc_predictor.storage.db import upsert
 from btc_predictor.storage.tables import CandleRow, IngestRunRow
 
 UpsertMode = Literal["overwrite", "insert_missing"]
 _FIELDS = ("open", "high", "low", "close", "volume")
 # Keeps each statement under SQLite's and psycopg's bound-parameter limits.
 _CHUNK = 500
+_KEY = ("asset", "interval", "ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,10 @@ def upsert_candles(
     if mode == "insert_missing":
         changed = []
     rows = [_row(asset, c, source, now) for c in (*new, *changed)]
+    # ON CONFLICT, so two ingests racing on one asset both succeed.
+    update = () if mode == "insert_missing" else (*_FIELDS, "source", "ingested_at")
     for start in range(0, len(rows), _CHUNK):
-        session.execute(_upsert_statement(session, rows[start : start + _CHUNK], mode))
+        upsert(session, CandleRow, rows[start : start + _CHUNK], keys=_KEY, update=update)
     return UpsertCounts(len(new), len(changed), len(candles) - len(new) - len(changed))
 
 
@@ -93,19 +96,6 @@ def _stored_values(
     return {row[0]: tuple(float(v) for v in row[1:]) for row in session.execute(query)}
 
 
-def _upsert_statement(session: Session, rows: list[dict[str, Any]], mode: UpsertMode) -> Any:
-    """INSERT … ON CONFLICT, so two ingests racing on one asset both succeed."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(CandleRow).values(rows)
-    if mode == "insert_missing":
-        return statement.on_conflict_do_nothing(index_elements=["asset", "interval", "ts"])
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["asset", "interval", "ts"],
-        set_={name: getattr(excluded, name) for name in (*_FIELDS, "source", "ingested_at")},
-    )
-
-
 def load_candles(
     *,
     session: Session,
@@ -125,6 +115,37 @@ def load_candles(
         query = query.limit(limit)
     rows = session.scalars(query).all()
     return [Candle(r.ts, r.open, r.high, r.low, r.close, r.volume) for r in reversed(rows)]
+
+
+def closes_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[date, float]:
+    """Stored closes of ``asset`` on the given days (days without a candle are left out)."""
+    stamps = [utc_day(d) for d in days]
+    if not stamps:
+        return {}
+    query = select(CandleRow.ts, CandleRow.close).where(
+        CandleRow.asset == asset, CandleRow.ts.in_(stamps)
+    )
+    return {ts.date(): close for ts, close in session.execute(query)}
+
+
+def newest_candles(*, session: Session) -> dict[str, Candle]:
+    """The newest stored candle of every asset, by asset name."""
+    newest = (
+        select(CandleRow.asset, func.max(CandleRow.ts).label("ts"))
+        .where(CandleRow.interval == INTERVAL)
+        .group_by(CandleRow.asset)
+        .subquery()
+    )
+    query = (
+        select(CandleRow)
+        .join(newest, (CandleRow.asset == newest.c.asset) & (CandleRow.ts == newest.c.ts))
+        .where(CandleRow.interval == INTERVAL)
+        .order_by(CandleRow.asset)
+    )
+    return {
+        r.asset: Candle(r.ts, r.open, r.high, r.low, r.close, r.volume)
+        for r in session.scalars(query)
+    }
 
 
 def candle_days(*, session: Session, asset: str) -> list[datetime]:

@@ -139,6 +139,8 @@ class PromotionRow(Base):
 
 
 ACTIVE_JOB_STATUSES = ("queued", "running")
+# The statuses that hold a job's dedupe key, as the unique index's SQL predicate.
+_ACTIVE_JOB = "status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE_JOB_STATUSES))
 
 
 class JobRow(Base):
@@ -151,8 +153,8 @@ class JobRow(Base):
             "uq_jobs_active_key",
             "dedupe_key",
             unique=True,
-            postgresql_where=text("status IN ('queued', 'running')"),
-            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(_ACTIVE_JOB),
+            sqlite_where=text(_ACTIVE_JOB),
         ),
     )
 

@@ -10,12 +10,10 @@ from fastapi import APIRouter, Path, Query
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep, SubmitDep
 from btc_predictor.errors import AssetNotFoundError
-from btc_predictor.services.ingest import data_status
+from btc_predictor.services.ingest import data_status, stored_candles
 from btc_predictor.shapes.common import ASSET_PATTERN
 from btc_predictor.shapes.requests import IngestJob, RefreshRequest
-from btc_predictor.sources.base import parse_asset, utc_day
-from btc_predictor.storage import repository as repo
-from btc_predictor.storage.db import read_session
+from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 AssetPath = Annotated[str, Path(pattern=ASSET_PATTERN, description="BASE-QUOTE")]
@@ -40,14 +38,7 @@ def candles(
     """Stored daily candles, ``start <= date < end``, the newest ``limit`` of them."""
     symbol = parse_asset(asset).symbol
     data_status(settings, engine, asset=symbol, now=now)  # 404 for unknown assets
-    with read_session(engine) as session:
-        rows = repo.load_candles(
-            session=session,
-            asset=symbol,
-            start=utc_day(start) if start else None,
-            end=utc_day(end) if end else None,
-            limit=limit,
-        )
+    rows = stored_candles(engine, symbol, start=start, end=end, limit=limit)
     return [
         {
             "date": c.ts.date().isoformat(),

@@ -15,7 +15,8 @@ def test_forecast_is_exactly_predict_json(client: TestClient, installed) -> None
 
     served = client.get("/api/v1/forecast", params={"horizon": 7, "level": 80}).json()
     engine = create_db_engine(installed)
-    assert served == predict(installed, engine, ForecastRequest(horizon=7, level=80), now=NOW)
+    expected = predict(installed, engine, ForecastRequest(horizon=7, level=80), now=NOW)
+    assert served == expected.model_dump(mode="json")
     engine.dispose()
 
 

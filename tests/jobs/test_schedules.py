@@ -25,6 +25,11 @@ TOMORROW_REFRESH = datetime(2025, 12, 2, 0, 5, tzinfo=UTC)  # NOW is 2025-12-01 
 SCHEDULE_KEYS = {"name", "description", "every", "next_run_at", "last_run_at", "last_job_id"}
 
 
+def listed(engine: Engine, settings: Settings, *, now: datetime) -> list[dict[str, Any]]:
+    """``GET /api/v1/schedules``'s JSON."""
+    return [s.model_dump(mode="json") for s in list_schedules(engine, settings, now=now)]
+
+
 def fake_yahoo() -> FakeSource:
     """426 closed days up to 2025-11-30 (enough to train)."""
     return FakeSource("yahoo", make_candles(date(2024, 10, 1), 426))
@@ -186,9 +191,7 @@ def test_retrain_runs_every_period_through_the_promotion_rule(
     )  # retrain = promote auto
     settle(trained)
     assert [
-        s["next_run_at"]
-        for s in list_schedules(trained, settings, now=NOW)
-        if s["name"] == "retrain"
+        s["next_run_at"] for s in listed(trained, settings, now=NOW) if s["name"] == "retrain"
     ] == [(NOW + 2 * week).isoformat()]
 
 
@@ -209,7 +212,7 @@ def test_two_workers_ticking_at_once_enqueue_once(settings: Settings, trained: E
 
 
 def test_list_schedules_before_and_after_a_run(settings: Settings, engine: Engine) -> None:
-    planned = list_schedules(engine, settings, now=NOW)
+    planned = listed(engine, settings, now=NOW)
     assert [s["name"] for s in planned] == ["bootstrap", "refresh", "health", "retrain"]
     assert all(
         s.keys() == SCHEDULE_KEYS and s["last_run_at"] is None and s["last_job_id"] is None
@@ -228,7 +231,7 @@ def test_list_schedules_before_and_after_a_run(settings: Settings, engine: Engin
         (NOW + 7 * DAY).isoformat(),
     ]
     queued = enqueue_due(engine, settings, now=NOW, starting=True)
-    after = {s["name"]: s for s in list_schedules(engine, settings, now=NOW + timedelta(hours=1))}
+    after = {s["name"]: s for s in listed(engine, settings, now=NOW + timedelta(hours=1))}
     assert (
         after["bootstrap"]["last_job_id"] == queued[-1]
         and after["bootstrap"]["next_run_at"] is None
@@ -246,9 +249,7 @@ def test_a_cadence_change_applies_at_the_next_worker_start(
     settle(trained)
 
     def planned(config: Settings, at: datetime) -> str | None:
-        return {s["name"]: s["next_run_at"] for s in list_schedules(trained, config, now=at)}[
-            "retrain"
-        ]
+        return {s["name"]: s["next_run_at"] for s in listed(trained, config, now=at)}["retrain"]
 
     assert planned(settings, NOW) == (NOW + 7 * DAY).isoformat()
     daily = settings.model_copy(update={"retrain_every": DAY})
@@ -269,7 +270,5 @@ def test_a_cadence_change_applies_at_the_next_worker_start(
     # A refresh-delay change moves the next refresh to the new time of day.
     late = settings.model_copy(update={"refresh_delay": timedelta(hours=3)})
     enqueue_due(trained, late, now=later, starting=True)
-    refresh = {s["name"]: s["next_run_at"] for s in list_schedules(trained, late, now=later)}[
-        "refresh"
-    ]
+    refresh = {s["name"]: s["next_run_at"] for s in listed(trained, late, now=later)}["refresh"]
     assert refresh.endswith("T03:00:00+00:00")

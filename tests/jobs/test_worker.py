@@ -438,6 +438,6 @@ def test_a_worker_killed_mid_training_leaves_a_failed_job_and_the_old_model(
     assert b"stopped" in stderr
     assert jobs.get_job(engine, job["id"])["error"].startswith("worker died while running this job")
     forecast = predict(sqlite_settings, engine, ForecastRequest(), now=NOW)
-    assert (forecast["model"], forecast["model_version"]) == ("naive", active.version)
+    assert (forecast.model, forecast.model_version) == ("naive", active.version)
     with read_session(engine) as session:
         assert [v.id for v in list_versions(session=session)] == [active.version]

@@ -12,14 +12,15 @@ from btc_predictor.config import Settings
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.schedules import enqueue_due
 from btc_predictor.services.health import Live, degradation, summarize, unhealthy
+from btc_predictor.storage.ledger import WindowStats
 from tests.conftest import NOW
 from tests.factories import TODAY, fill_ledger
 
 
 def test_summarize_weights_models_by_count() -> None:
     rows = [
-        {"horizon": 1, "model": "lstm", "n": 3, "mae": 9.0, "naive_mae": 10.0, "coverage": 1.0},
-        {"horizon": 1, "model": "gru", "n": 1, "mae": 20.0, "naive_mae": 14.0, "coverage": 0.0},
+        WindowStats(horizon=1, model="lstm", n=3, mae=9.0, naive_mae=10.0, coverage=1.0),
+        WindowStats(horizon=1, model="gru", n=1, mae=20.0, naive_mae=14.0, coverage=0.0),
     ]
     live = summarize(rows)[1]
     assert live.n == 4 and live.mae_by_model == {"lstm": 9.0, "gru": 20.0}

@@ -109,7 +109,7 @@ def test_chain_falls_back_and_reports_who_served(settings: Settings, engine: Eng
     )
     assert report.source == "exchange:bitstamp" and report.inserted == 31
     assert report.failed_sources == {"yahoo": "HTTP 503 after 4 retries"}
-    assert report.to_json()["source"] == "exchange:bitstamp"
+    assert report.source == "exchange:bitstamp"
 
 
 def test_all_sources_failing_stores_nothing_and_records_the_run(
@@ -256,7 +256,7 @@ def test_data_status_reports_rows_range_gaps_sources_and_age(
         source_factory=factory_for(source),
     )
     [btc] = data_status(settings, engine, asset="btc-usd", now=CLOCK)
-    assert btc.to_json() == {
+    assert btc.model_dump(mode="json") == {
         "asset": "BTC-USD",
         "rows": 29,
         "first": "2024-01-01",

@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 from btc_predictor.services import ledger
+from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import write_session
 from tests.conftest import NOW
 from tests.factories import make_candles
 
 
-def forecast(level: int = 90) -> dict[str, Any]:
-    """A served two-day forecast object made after 2025-11-30 closed."""
+def forecast(level: int = 90) -> Forecast:
+    """A served two-day forecast made after 2025-11-30 closed."""
     points = [
-        {
-            "horizon": h,
-            "target_date": f"2025-12-0{h}",
-            "value": 100.0 + h,
-            "lower": 95.0,
-            "upper": 105.0,
-            "naive": 100.0,
-        }
+        ForecastPoint(
+            horizon=h,
+            target_date=date(2025, 12, h),
+            value=100.0 + h,
+            lower=95.0,
+            upper=105.0,
+            naive=100.0,
+        )
         for h in (1, 2)
     ]
-    return {
-        "asset": "BTC-USD",
-        "model": "lstm",
-        "model_version": 1,
-        "as_of": "2025-12-01T00:00:00+00:00",
-        "level": level,
-        "points": points,
-    }
+    return Forecast(
+        asset="BTC-USD",
+        model="lstm",
+        model_version=1,
+        as_of=datetime(2025, 12, 1, tzinfo=UTC),
+        last_close=100.0,
+        last_date=date(2025, 11, 30),
+        data_age_seconds=0.0,
+        stale=False,
+        level=level,
+        points=points,
+    )
 
 
 def test_only_90_percent_forecasts_are_recorded_once(engine: Engine) -> None:
@@ -43,7 +47,7 @@ def test_only_90_percent_forecasts_are_recorded_once(engine: Engine) -> None:
         ledger.record_forecast(engine, forecast(level=80), now=NOW)
     assert ledger.record_forecast(engine, forecast(), now=NOW) == 2
     assert ledger.record_forecast(engine, forecast(), now=NOW) == 0
-    assert [e["horizon"] for e in ledger.list_predictions(engine, asset="BTC-USD")] == [2, 1]
+    assert [e.horizon for e in ledger.list_predictions(engine, asset="BTC-USD")] == [2, 1]
 
 
 def test_entries_are_scored_when_their_candle_arrives(engine: Engine) -> None:
@@ -58,6 +62,6 @@ def test_entries_are_scored_when_their_candle_arrives(engine: Engine) -> None:
     assert ledger.score_ledger(engine, "BTC-USD", now=later) == 1
     assert ledger.score_ledger(engine, "BTC-USD", now=later) == 0  # scored once
     second, first = ledger.list_predictions(engine, asset="BTC-USD")
-    assert second["scored_at"] is None
-    assert (first["actual"], first["abs_error"], first["naive_abs_error"]) == (103.0, 2.0, 3.0)
-    assert first["inside"] is True and first["scored_at"] == later.isoformat()
+    assert second.scored_at is None
+    assert (first.actual, first.abs_error, first.naive_abs_error) == (103.0, 2.0, 3.0)
+    assert first.inside is True and first.model_dump(mode="json")["scored_at"] == later.isoformat()

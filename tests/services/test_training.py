@@ -108,7 +108,9 @@ def test_baselines_are_never_auto_promoted(settings: Settings, btc: Engine) -> N
 def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> None:
     first = train(settings, btc, TrainRequest(model="naive", promote="always"), now=NOW)
     drift = train(settings, btc, TrainRequest(model="drift", promote="never"), now=NOW)
+    # The `predict --json` object.
     forecast = predict(settings, btc, ForecastRequest(horizon=5, level=80), now=NOW)
+    forecast = forecast.model_dump(mode="json")
     assert forecast.keys() == FORECAST_KEYS
     assert (forecast["model"], forecast["model_version"], forecast["last_date"]) == (
         "naive",
@@ -125,13 +127,14 @@ def test_forecast_object_and_model_choice(settings: Settings, btc: Engine) -> No
     assert all(p["value"] == p["naive"] == forecast["last_close"] == 90832.0 for p in points)
     widths = [p["upper"] - p["lower"] for p in points]
     assert all(p["lower"] < p["value"] < p["upper"] for p in points) and widths == sorted(widths)
-    wider = predict(settings, btc, ForecastRequest(horizon=5, level=95), now=NOW)["points"]
+    wider = predict(settings, btc, ForecastRequest(horizon=5, level=95), now=NOW)
+    wider = wider.model_dump(mode="json")["points"]
     assert all(
         w["upper"] - w["lower"] > p["upper"] - p["lower"]
         for w, p in zip(wider, points, strict=True)
     )
     other = predict(settings, btc, ForecastRequest(horizon=2, model="drift"), now=NOW)
-    assert other["model_version"] == drift.version and other["points"][1]["value"] != 90832.0
+    assert other.model_version == drift.version and other.points[1].value != 90832.0
 
 
 @pytest.mark.parametrize(
@@ -187,11 +190,11 @@ def test_damaged_active_model_fails_clearly_and_rollback_restores_service(
         )
     with pytest.raises(ArtifactError, match=f"model.onnx of version {bad} is damaged"):
         predict(settings, btc, ForecastRequest(), now=NOW)
-    assert rollback_model(btc, "BTC-USD", now=NOW)["id"] == good
-    assert predict(settings, btc, ForecastRequest(), now=NOW)["model_version"] == good
+    assert rollback_model(btc, "BTC-USD", now=NOW).id == good
+    assert predict(settings, btc, ForecastRequest(), now=NOW).model_version == good
     with pytest.raises(ArtifactError):
         promote_model(btc, bad, now=NOW, reason="test")
-    assert predict(settings, btc, ForecastRequest(), now=NOW)["model_version"] == good
+    assert predict(settings, btc, ForecastRequest(), now=NOW).model_version == good
 
 
 def test_keep_versions_prunes_old_ones_but_not_the_active(settings: Settings, btc: Engine) -> None:
@@ -200,7 +203,7 @@ def test_keep_versions_prunes_old_ones_but_not_the_active(settings: Settings, bt
     for _ in range(3):
         train(keep2, btc, TrainRequest(model="naive", promote="never"), now=NOW)
     rows = list_models(btc, asset="BTC-USD")
-    assert [(r["id"], r["active"], r["pruned"]) for r in rows] == [
+    assert [(r.id, r.active, r.pruned) for r in rows] == [
         (active + 3, False, False),
         (active + 2, False, False),
         (active + 1, False, True),
@@ -295,6 +298,6 @@ def test_default_lstm_trains_promotes_and_serves_through_onnx(
         "BTC-USD": f"version {report.version} is active"
     }
     forecast = predict(quick, btc, ForecastRequest(horizon=30), now=NOW)
-    assert forecast["model"] == "lstm" and len(forecast["points"]) == 30
+    assert forecast.model == "lstm" and len(forecast.points) == 30
     again = train(quick, btc, TrainRequest(model="lstm", seed=1), now=NOW)
     assert "on the same 578 days" in again.promotion_reason

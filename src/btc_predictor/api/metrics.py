@@ -119,17 +119,19 @@ def _model_samples(engine: Engine, asset: str) -> list[Sample]:
     active: list[Sample] = []
     seen: set[str] = set()
     for version in versions.list_models(engine, asset=asset):  # newest first
-        model = version["model"]
-        if version["active"]:
-            active.append(("bitcoin_lstm_model_info", (asset, model, str(version["id"])), 1.0))
+        model = version.model
+        if version.active:
+            active.append(("bitcoin_lstm_model_info", (asset, model, str(version.id)), 1.0))
         if model in seen:
             continue
         seen.add(model)
-        metrics = version["metrics"] or {}
-        pairs = (("bitcoin_lstm_model_mase", "mase"), ("bitcoin_lstm_model_r2_score", "r2"))
-        for name, key in pairs:
-            if metrics.get(key) is not None:
-                samples.append((name, (asset, model), float(metrics[key])))
+        if version.metrics is None:
+            continue
+        pairs = (
+            ("bitcoin_lstm_model_mase", version.metrics.mase),
+            ("bitcoin_lstm_model_r2_score", version.metrics.r2),
+        )
+        samples += [(name, (asset, model), v) for name, v in pairs if v is not None]
     return samples + active
 
 

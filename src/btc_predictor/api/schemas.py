@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 # Request bodies and query models are the shapes in btc_predictor.shapes.requests.
 
@@ -126,94 +126,3 @@ class MonitoringResponse(BaseModel):
     total_predictions: int
     average_response_time_ms: float
     model_status: str
-
-
-class ForecastPoint(BaseModel):
-    horizon: int
-    target_date: str
-    value: float
-    lower: float
-    upper: float
-    naive: float
-
-
-class ForecastResponse(BaseModel):
-    asset: str
-    model: str
-    model_version: int
-    as_of: str
-    last_close: float
-    last_date: str
-    data_age_seconds: float
-    stale: bool
-    level: int
-    points: list[ForecastPoint]
-
-
-class AssetResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    asset: str
-    rows: int
-    first: str | None
-    last: str | None
-    gaps: list[list[str]]
-    sources: list[str]
-    latest_age_seconds: float | None
-
-
-class CandleOut(BaseModel):
-    date: str
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-
-
-class JobResponse(BaseModel):
-    id: str
-    kind: str
-    status: str
-    progress: float
-    message: str | None
-    params: dict[str, Any]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    result: dict[str, Any] | None
-    error: str | None
-
-
-class ModelVersionResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: int
-    asset: str
-    model: str
-    created_at: str
-    train_start: str
-    train_end: str
-    holdout_mase: float | None
-    active: bool
-    pruned: bool
-
-
-class PredictionEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    asset: str
-    model_version: int
-    as_of: str
-    horizon: int
-    target_date: str
-    forecast: float
-    lower: float
-    upper: float
-    naive: float
-    actual: float | None
-    inside: bool | None
-
-
-class ScheduleResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    next_run_at: str | None
-    last_run_at: str | None

@@ -23,10 +23,11 @@ from btc_predictor.services.forecast import (
     LoadedVersion,
     asset_states,
     check_request,
-    forecast_json,
+    make_forecast,
     prepare,
 )
 from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.shapes.results import Forecast
 from btc_predictor.sources.base import DAY, data_age
 
 log = logging.getLogger(__name__)
@@ -88,30 +89,33 @@ class ServingState:
         hit = self.cached(request, now)
         if hit is not None:
             return hit
-        payload = self._compute(request, now)
-        self._record(request, payload, now)
+        result, payload = self._compute(request, now)
+        self._record(request, result, now)
         return payload
 
-    def _compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
-        """Load the version (once per process) and the recent candles, then forecast."""
+    def _compute(self, request: ForecastRequest, now: datetime) -> tuple[Forecast, dict[str, Any]]:
+        """Load the version (once per process) and the recent candles, then forecast; the
+        forecast and its JSON, which is cached when it is the active version's."""
         loaded, candles = prepare(self.engine, request.asset, request.model, loaded=self._versions)
         version_id = loaded.version_id
         with self._lock:
             self._versions[version_id] = loaded
-        payload = forecast_json(self.settings, request.asset, loaded, candles, request, now=now)
+        result = make_forecast(self.settings, request.asset, loaded, candles, request, now=now)
+        payload = result.model_dump(mode="json")
         key = (request.asset, version_id, candles[-1].ts, request.horizon, request.level)
         if request.model is None and self._states.get(request.asset) == AssetState(
             version_id, candles[-1].ts
         ):
             with self._lock:
                 self._forecasts[key] = payload
-        return payload
+        return result, payload
 
-    def _record(self, request: ForecastRequest, payload: dict[str, Any], now: datetime) -> None:
+    def _record(self, request: ForecastRequest, result: Forecast, now: datetime) -> None:
         """Put the served forecast in the ledger (with its 90% interval) once."""
-        entry = payload
+        entry = result
         if request.level != ledger.LEDGER_LEVEL:
-            entry = self._compute(request.model_copy(update={"level": ledger.LEDGER_LEVEL}), now)
+            ninety = request.model_copy(update={"level": ledger.LEDGER_LEVEL})
+            entry = self._compute(ninety, now)[0]
         try:
             ledger.record_forecast(self.engine, entry, now=now)
         except Exception:  # the ledger must never cost the user their forecast

@@ -93,7 +93,7 @@ def ingest(
 
     request = build(IngestRequest, asset=asset, source=source, path=path, since=since, force=force)
     config = settings()
-    report = run_ingest(config, engine(config), request, now=utc_now()).to_json()
+    report = run_ingest(config, engine(config), request, now=utc_now())
     print_json(report) if as_json else views.show_ingest(report)
 
 
@@ -106,7 +106,7 @@ def data_status(
     from btc_predictor.services.ingest import data_status as status
 
     config = settings()
-    rows = [r.to_json() for r in status(config, engine(config), asset=asset, now=utc_now())]
+    rows = status(config, engine(config), asset=asset, now=utc_now())
     if as_json:
         print_json(rows[0] if asset else rows)
     else:
@@ -123,7 +123,7 @@ def data_bootstrap() -> None:
     if result.skipped:
         out.print("database already holds market data: nothing to bootstrap")
     for report in result.reports:
-        views.show_ingest(report.to_json())
+        views.show_ingest(report)
     for asset, reason in result.failures.items():
         err.print(f"warning: could not ingest {asset}: {reason}", markup=False)
         err.print(
@@ -270,7 +270,7 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
 
     row = promote_model(engine(settings()), version, now=utc_now(), reason="promoted by hand (cli)")
     print_json(row) if as_json else out.print(
-        f"{row['asset']}: version {row['id']} ({row['model']}) is active"
+        f"{row.asset}: version {row.id} ({row.model}) is active"
     )
 
 
@@ -281,7 +281,7 @@ def models_rollback(asset: AssetOpt = DEFAULT_ASSET, as_json: JsonFlag = False) 
 
     row = rollback_model(engine(settings()), asset, now=utc_now())
     print_json(row) if as_json else out.print(
-        f"{row['asset']}: rolled back to version {row['id']} ({row['model']})"
+        f"{row.asset}: rolled back to version {row.id} ({row.model})"
     )
 
 

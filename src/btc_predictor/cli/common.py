@@ -120,10 +120,17 @@ def engine(config: Settings, *, migrate: bool = True) -> Engine:
 
 
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout (a result shape is dumped as its JSON)."""
+    """Exactly one JSON document on stdout (result shapes are dumped as their JSON)."""
+    sys.stdout.write(json.dumps(_plain(payload)) + "\n")
+
+
+def _plain(payload: Any) -> Any:
+    """Result shapes (alone or in a list) as JSON-ready values."""
     if isinstance(payload, BaseModel):
-        payload = payload.model_dump(mode="json")
-    sys.stdout.write(json.dumps(payload) + "\n")
+        return payload.model_dump(mode="json")
+    if isinstance(payload, list):
+        return [_plain(item) for item in payload]
+    return payload
 
 
 @contextmanager

@@ -3,51 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from btc_predictor.shapes.results import BacktestReport, TrainResult
+from btc_predictor.shapes.results import (
+    AssetStatus,
+    BacktestReport,
+    Forecast,
+    IngestReport,
+    ModelVersion,
+    TrainResult,
+)
 
 out = Console(soft_wrap=True)
 
 
-def show_ingest(report: dict[str, Any]) -> None:
+def show_ingest(report: IngestReport) -> None:
     """A human ingest report."""
-    table = Table(title=f"ingest {report['asset']} from {report['source']}", show_header=False)
+    table = Table(title=f"ingest {report.asset} from {report.source}", show_header=False)
     for key in ("fetched", "inserted", "updated", "unchanged", "rejected", "fixed_volume"):
-        table.add_row(key.replace("_", " "), str(report[key]))
-    table.add_row("range", f"{report['first'] or '-'} .. {report['last'] or '-'}")
-    table.add_row("gaps", ", ".join(f"{a}..{b}" for a, b in report["gaps"]) or "none")
+        table.add_row(key.replace("_", " "), str(getattr(report, key)))
+    table.add_row("range", f"{report.first or '-'} .. {report.last or '-'}")
+    table.add_row("gaps", ", ".join(f"{a}..{b}" for a, b in report.gaps) or "none")
     out.print(table)
-    for example in report["rejected_examples"]:
+    for example in report.rejected_examples:
         out.print(f"  rejected {example}", markup=False)
-    for source, reason in report["failed_sources"].items():
+    for source, reason in report.failed_sources.items():
         out.print(f"  [yellow]fell back:[/] {source} failed: {reason}", highlight=False)
-    for note in report["notes"]:
+    for note in report.notes:
         out.print(f"  note: {note}", markup=False)
 
 
-def show_status(rows: list[dict[str, Any]]) -> None:
+def show_status(rows: list[AssetStatus]) -> None:
     """A human table of stored data."""
     table = Table(title="stored market data")
     for column in ("asset", "rows", "first", "last", "gaps", "sources", "age"):
         table.add_column(column)
     for row in rows:
-        age = row["latest_age_seconds"]
-        age_text = "-" if age is None else human_age(age) + (" (stale)" if row["stale"] else "")
+        age = row.latest_age_seconds
+        age_text = "-" if age is None else human_age(age) + (" (stale)" if row.stale else "")
         table.add_row(
-            row["asset"],
-            str(row["rows"]),
-            row["first"] or "-",
-            row["last"] or "-",
-            str(len(row["gaps"])),
-            ", ".join(row["sources"]) or "-",
+            row.asset,
+            str(row.rows),
+            str(row.first or "-"),
+            str(row.last or "-"),
+            str(len(row.gaps)),
+            ", ".join(row.sources) or "-",
             age_text,
         )
     out.print(table)
-    if not any(row["rows"] for row in rows):
+    if not any(row.rows for row in rows):
         out.print("no data yet: run `btc-predictor ingest --asset BTC-USD`")
 
 
@@ -75,23 +81,23 @@ def show_train(report: TrainResult) -> None:
     out.print(report.promotion_reason, markup=False)
 
 
-def show_forecast(report: dict[str, Any]) -> None:
+def show_forecast(report: Forecast) -> None:
     """A human forecast table."""
-    stale = " [red](stale)[/]" if report["stale"] else ""
+    stale = " [red](stale)[/]" if report.stale else ""
     out.print(
-        f"{report['asset']} last close {report['last_close']:,.2f} on {report['last_date']}"
-        f"{stale} · {report['model']} v{report['model_version']}"
+        f"{report.asset} last close {report.last_close:,.2f} on {report.last_date}"
+        f"{stale} · {report.model} v{report.model_version}"
     )
     table = Table()
-    for column in ("h", "date", "forecast", f"{report['level']}% interval", "naive"):
+    for column in ("h", "date", "forecast", f"{report.level}% interval", "naive"):
         table.add_column(column)
-    for p in report["points"]:
+    for p in report.points:
         table.add_row(
-            str(p["horizon"]),
-            p["target_date"],
-            f"{p['value']:,.2f}",
-            f"{p['lower']:,.2f} .. {p['upper']:,.2f}",
-            f"{p['naive']:,.2f}",
+            str(p.horizon),
+            p.target_date.isoformat(),
+            f"{p.value:,.2f}",
+            f"{p.lower:,.2f} .. {p.upper:,.2f}",
+            f"{p.naive:,.2f}",
         )
     out.print(table)
 
@@ -125,19 +131,19 @@ def human_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
 
 
-def show_models(rows: list[dict[str, Any]]) -> None:
+def show_models(rows: list[ModelVersion]) -> None:
     """A human table of model versions, newest first."""
     table = Table(title="model versions")
     for column in ("id", "asset", "model", "trained on", "MASE", "active"):
         table.add_column(column)
     for r in rows:
         table.add_row(
-            str(r["id"]),
-            r["asset"],
-            r["model"],
-            f"{r['train_start']} .. {r['train_end']}",
-            fmt(r["holdout_mase"], ".4f"),
-            "yes" if r["active"] else ("pruned" if r["pruned"] else ""),
+            str(r.id),
+            r.asset,
+            r.model,
+            f"{r.train_start} .. {r.train_end}",
+            fmt(r.holdout_mase, ".4f"),
+            "yes" if r.active else ("pruned" if r.pruned else ""),
         )
     out.print(table)
     if not rows:

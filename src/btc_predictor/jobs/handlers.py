@@ -23,7 +23,7 @@ from btc_predictor.forecasting.executors import Executor
 from btc_predictor.jobs.queue import submit
 from btc_predictor.services import ledger
 from btc_predictor.services.backtest import run_backtest
-from btc_predictor.services.ingest import IngestReport, SourceFactory, bootstrap, ingest
+from btc_predictor.services.ingest import SourceFactory, bootstrap, ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import (
     BacktestRequest,
@@ -32,6 +32,7 @@ from btc_predictor.shapes.requests import (
     RetrainRequest,
     TrainRequest,
 )
+from btc_predictor.shapes.results import IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def run_ingest(ctx: JobContext, job: IngestJob, progress: Progress) -> dict[str,
         report = ingest(
             ctx.settings, ctx.engine, request, now=ctx.clock(), source_factory=ctx.source_factory
         )
-    result = report.to_json() | {"ledger": _score_ledger(ctx.engine, job.asset, ctx.clock())}
+    result = report.model_dump(mode="json")
+    result["ledger"] = _score_ledger(ctx.engine, job.asset, ctx.clock())
     if job.then_train:
         result["follow_up_job_id"] = _chain_training(ctx, job.asset)
     return result

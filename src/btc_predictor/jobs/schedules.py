@@ -39,6 +39,7 @@ from btc_predictor.jobs.queue import submit
 from btc_predictor.services.health import degradation
 from btc_predictor.services.ingest import has_candles
 from btc_predictor.services.versions import active_version_id
+from btc_predictor.shapes.results import ScheduleView
 from btc_predictor.storage import job_store
 from btc_predictor.storage.job_store import Schedule
 from btc_predictor.telemetry import RETRAINS_TRIGGERED_TOTAL
@@ -218,26 +219,24 @@ _ACTIONS: dict[str, Callable[[Engine, Settings, datetime], list[str]]] = {
 }
 
 
-def list_schedules(engine: Engine, settings: Settings, *, now: datetime) -> list[dict[str, Any]]:
+def list_schedules(engine: Engine, settings: Settings, *, now: datetime) -> list[ScheduleView]:
     """Every schedule with its timing (``GET /api/v1/schedules``); never-run ones as planned."""
     rows = job_store.schedules(engine)
-    return [_schedule_json(name, rows.get(name), settings, now) for name in SCHEDULES]
+    return [_schedule_view(name, rows.get(name), settings, now) for name in SCHEDULES]
 
 
-def _schedule_json(
+def _schedule_view(
     name: str, row: Schedule | None, settings: Settings, now: datetime
-) -> dict[str, Any]:
-    """One schedule's JSON."""
-    upcoming = row.next_run_at if row is not None else first_run(name, now, settings)
-    last = row.last_run_at if row is not None else None
-    return {
-        "name": name,
-        "description": DESCRIPTIONS[name],
-        "every": _every(name, settings),
-        "next_run_at": upcoming.isoformat() if upcoming else None,
-        "last_run_at": last.isoformat() if last else None,
-        "last_job_id": row.last_job_id if row is not None else None,
-    }
+) -> ScheduleView:
+    """One schedule as listed."""
+    return ScheduleView(
+        name=name,
+        description=DESCRIPTIONS[name],
+        every=_every(name, settings),
+        next_run_at=row.next_run_at if row is not None else first_run(name, now, settings),
+        last_run_at=row.last_run_at if row is not None else None,
+        last_job_id=row.last_job_id if row is not None else None,
+    )
 
 
 def _every(name: str, settings: Settings) -> str:

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -19,6 +18,7 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
@@ -116,15 +116,15 @@ def prepare(
 
 def predict(
     settings: Settings, engine: Engine, request: ForecastRequest, *, now: datetime
-) -> dict[str, Any]:
-    """The forecast object printed by ``predict --json`` and served by the API."""
+) -> Forecast:
+    """The forecast printed by ``predict --json`` and served by the API."""
     check_request(settings, request)
     asset = parse_asset(request.asset).symbol
     loaded, candles = prepare(engine, asset, request.model, loaded={})
-    return forecast_json(settings, asset, loaded, candles, request, now=now)
+    return make_forecast(settings, asset, loaded, candles, request, now=now)
 
 
-def forecast_json(
+def make_forecast(
     settings: Settings,
     asset: str,
     loaded: LoadedVersion,
@@ -132,32 +132,31 @@ def forecast_json(
     request: ForecastRequest,
     *,
     now: datetime,
-) -> dict[str, Any]:
+) -> Forecast:
     """Run the model on the candles and shape the result."""
     closes = np.array([c.close for c in candles], dtype=np.float64)
     result = loaded.runner.forecast(closes, request.horizon, request.level)
     last_day: date = candles[-1].ts.date()
-    closed_at = candles[-1].ts + DAY
     age = data_age(candles[-1].ts, now)
-    return {
-        "asset": asset,
-        "model": loaded.model,
-        "model_version": loaded.version_id,
-        "as_of": closed_at.isoformat(),
-        "last_close": float(closes[-1]),
-        "last_date": last_day.isoformat(),
-        "data_age_seconds": age,
-        "stale": settings.is_stale(age),
-        "level": request.level,
-        "points": [
-            {
-                "horizon": h + 1,
-                "target_date": (last_day + timedelta(days=h + 1)).isoformat(),
-                "value": float(result.values[h]),
-                "lower": float(result.lower[h]),
-                "upper": float(result.upper[h]),
-                "naive": float(closes[-1]),
-            }
+    return Forecast(
+        asset=asset,
+        model=loaded.model,
+        model_version=loaded.version_id,
+        as_of=candles[-1].ts + DAY,
+        last_close=float(closes[-1]),
+        last_date=last_day,
+        data_age_seconds=age,
+        stale=settings.is_stale(age),
+        level=request.level,
+        points=[
+            ForecastPoint(
+                horizon=h + 1,
+                target_date=last_day + timedelta(days=h + 1),
+                value=float(result.values[h]),
+                lower=float(result.lower[h]),
+                upper=float(result.upper[h]),
+                naive=float(closes[-1]),
+            )
             for h in range(request.horizon)
         ],
-    }
+    )

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.services import ledger
+from btc_predictor.storage.ledger import WindowStats
 
 LIVE_DAYS = 30  # the rolling window of live error and coverage
 
@@ -41,19 +41,19 @@ class Live:
     coverage: float
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[int, Live]:
+def summarize(rows: Sequence[WindowStats]) -> dict[int, Live]:
     """Per-horizon live figures from :func:`ledger.live_window` rows (weighted by count)."""
-    grouped: dict[int, list[dict[str, Any]]] = {}
+    grouped: dict[int, list[WindowStats]] = {}
     for row in rows:
-        grouped.setdefault(row["horizon"], []).append(row)
+        grouped.setdefault(row.horizon, []).append(row)
     result = {}
     for horizon, group in grouped.items():
-        n = sum(r["n"] for r in group)
+        n = sum(r.n for r in group)
         result[horizon] = Live(
             n=n,
-            mae_by_model={r["model"]: r["mae"] for r in group},
-            naive_mae=sum(r["naive_mae"] * r["n"] for r in group) / n,
-            coverage=sum(r["coverage"] * r["n"] for r in group) / n,
+            mae_by_model={r.model: r.mae for r in group},
+            naive_mae=sum(r.naive_mae * r.n for r in group) / n,
+            coverage=sum(r.coverage * r.n for r in group) / n,
         )
     return result
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
 from btc_predictor.shapes.requests import IngestRequest
+from btc_predictor.shapes.results import AssetStatus, IngestReport
 from btc_predictor.sources import check_source_spec, make_source
 from btc_predictor.sources.base import (
     DAY,
@@ -36,52 +37,6 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[str], CandleSource]
 
 
-@dataclass(slots=True)
-class IngestReport:
-    """What one ingest fetched, stored, rejected and found missing."""
-
-    asset: str
-    source: str | None
-    fetched: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    rejected_examples: list[str] = field(default_factory=list)
-    fixed_volume: int = 0
-    gaps: list[tuple[date, date]] = field(default_factory=list)
-    first: date | None = None
-    last: date | None = None
-    notes: list[str] = field(default_factory=list)
-    failed_sources: dict[str, str] = field(default_factory=dict)
-    run_id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``ingest --json`` object."""
-        return {
-            "asset": self.asset,
-            "source": self.source,
-            "fetched": self.fetched,
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rejected": self.rejected,
-            "rejected_examples": self.rejected_examples,
-            "fixed_volume": self.fixed_volume,
-            "gaps": [[a.isoformat(), b.isoformat()] for a, b in self.gaps],
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "notes": self.notes,
-            "failed_sources": self.failed_sources,
-            "run_id": self.run_id,
-        }
-
-
-def _iso(value: date | None) -> str | None:
-    """ISO date or None."""
-    return value.isoformat() if value else None
-
-
 def ingest(
     settings: Settings,
     engine: Engine,
@@ -98,7 +53,7 @@ def ingest(
         owner = repo.source_of_record(session=session, asset=asset.symbol)
         spans = repo.asset_spans(session=session, asset=asset.symbol)
     last = spans[0].last.date() if spans else None
-    report = IngestReport(asset.symbol, None)
+    report = IngestReport(asset=asset.symbol)
     for spec in specs:
         try:
             fetched = _fetch(factory(spec), asset, request, last, now)
@@ -240,7 +195,7 @@ def _run_row(report: IngestReport, requested: str, status: str, now: datetime) -
         updated=report.updated,
         rejected=report.rejected,
         fixed_volume=report.fixed_volume,
-        report=report.to_json(),
+        report=report.model_dump(mode="json"),
         error="; ".join(f"{k}: {v}" for k, v in report.failed_sources.items()) or None,
     )
 
@@ -251,36 +206,6 @@ def _record_failure(engine: Engine, specs: list[str], report: IngestReport, now:
         repo.record_ingest_run(
             session=session, run=_run_row(report, ",".join(specs), "failed", now)
         )
-
-
-@dataclass(frozen=True, slots=True)
-class AssetStatus:
-    """What is stored for one asset (``data status``)."""
-
-    asset: str
-    rows: int
-    first: date | None
-    last: date | None
-    gaps: list[tuple[date, date]]
-    sources: dict[str, int]
-    source_of_record: str | None
-    latest_age_seconds: float | None
-    stale: bool | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``data status --json`` object for this asset."""
-        return {
-            "asset": self.asset,
-            "rows": self.rows,
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "gaps": [[a.isoformat(), b.isoformat()] for a, b in self.gaps],
-            "sources": sorted(self.sources, key=lambda s: -self.sources[s]),
-            "rows_per_source": self.sources,
-            "source_of_record": self.source_of_record,
-            "latest_age_seconds": self.latest_age_seconds,
-            "stale": self.stale,
-        }
 
 
 def data_status(
@@ -310,18 +235,30 @@ def _asset_status(
 ) -> AssetStatus:
     """Status of one asset from its span and stored days."""
     if span is None:
-        return AssetStatus(name, 0, None, None, [], {}, None, None, None)
+        return AssetStatus(
+            asset=name,
+            rows=0,
+            first=None,
+            last=None,
+            gaps=[],
+            sources=[],
+            rows_per_source={},
+            source_of_record=None,
+            latest_age_seconds=None,
+            stale=None,
+        )
     age = data_age(span.last, now)
     return AssetStatus(
-        name,
-        span.rows,
-        span.first.date(),
-        span.last.date(),
-        find_gaps(repo.candle_days(session=session, asset=name)),
-        span.sources,
-        repo.source_of_record(session=session, asset=name),
-        age,
-        settings.is_stale(age),
+        asset=name,
+        rows=span.rows,
+        first=span.first.date(),
+        last=span.last.date(),
+        gaps=find_gaps(repo.candle_days(session=session, asset=name)),
+        sources=sorted(span.sources, key=lambda s: -span.sources[s]),
+        rows_per_source=span.sources,
+        source_of_record=repo.source_of_record(session=session, asset=name),
+        latest_age_seconds=age,
+        stale=settings.is_stale(age),
     )
 
 

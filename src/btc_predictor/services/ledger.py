@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 
+from btc_predictor.shapes.results import Forecast, LedgerEntry
 from btc_predictor.storage import ledger as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
+from btc_predictor.storage.ledger import WindowStats
 from btc_predictor.storage.tables import PredictionRow
 
 LEDGER_LEVEL = 90  # every ledger entry carries its 90% interval, whatever level was served
 
 
-def record_forecast(engine: Engine, forecast: dict[str, Any], *, now: datetime) -> int:
-    """Record a forecast object's points (at the 90% level); repeats are ignored."""
-    if forecast["level"] != LEDGER_LEVEL:
+def record_forecast(engine: Engine, forecast: Forecast, *, now: datetime) -> int:
+    """Record a forecast's points (at the 90% level); repeats are ignored."""
+    if forecast.level != LEDGER_LEVEL:
         raise ValueError("the ledger records 90% intervals; pass a level-90 forecast")
     rows = [
         {
-            "asset": forecast["asset"],
-            "model": forecast["model"],
-            "model_version": forecast["model_version"],
-            "as_of": datetime.fromisoformat(forecast["as_of"]),
-            "horizon": p["horizon"],
-            "target_date": date.fromisoformat(p["target_date"]),
-            "forecast": p["value"],
-            "lower": p["lower"],
-            "upper": p["upper"],
+            "asset": forecast.asset,
+            "model": forecast.model,
+            "model_version": forecast.model_version,
+            "as_of": forecast.as_of,
+            "horizon": p.horizon,
+            "target_date": p.target_date,
+            "forecast": p.value,
+            "lower": p.lower,
+            "upper": p.upper,
             "level": LEDGER_LEVEL,
-            "naive": p["naive"],
+            "naive": p.naive,
             "created_at": now,
         }
-        for p in forecast["points"]
+        for p in forecast.points
     ]
     with write_session(engine) as session:
         return store.insert_entries(session=session, rows=rows)
@@ -61,39 +61,22 @@ def _score(entry: PredictionRow, actual: float | None, now: datetime) -> bool:
     return True
 
 
-def entry_json(row: PredictionRow) -> dict[str, Any]:
+def entry_view(row: PredictionRow) -> LedgerEntry:
     """One ledger entry as served by ``GET /api/v1/predictions``."""
-    return {
-        "asset": row.asset,
-        "model": row.model,
-        "model_version": row.model_version,
-        "as_of": row.as_of.isoformat(),
-        "horizon": row.horizon,
-        "target_date": row.target_date.isoformat(),
-        "forecast": row.forecast,
-        "lower": row.lower,
-        "upper": row.upper,
-        "level": row.level,
-        "naive": row.naive,
-        "actual": row.actual,
-        "abs_error": row.abs_error,
-        "naive_abs_error": row.naive_abs_error,
-        "inside": row.inside,
-        "scored_at": row.scored_at.isoformat() if row.scored_at else None,
-    }
+    return LedgerEntry.model_validate(row, from_attributes=True)
 
 
-def list_predictions(engine: Engine, *, asset: str, limit: int = 100) -> list[dict[str, Any]]:
+def list_predictions(engine: Engine, *, asset: str, limit: int = 100) -> list[LedgerEntry]:
     """Newest ledger entries of ``asset`` (by target day, then horizon)."""
     with read_session(engine) as session:
         rows = store.newest_entries(session=session, asset=asset, limit=limit)
-    return [entry_json(r) for r in rows]
+    return [entry_view(r) for r in rows]
 
 
-def live_window(engine: Engine, *, asset: str, end: date, days: int = 30) -> list[dict[str, Any]]:
+def live_window(engine: Engine, *, asset: str, end: date, days: int = 30) -> list[WindowStats]:
     """Per horizon and model kind over (end - days, end]: n, MAE, naive MAE, coverage."""
     with read_session(engine) as session:
         rows = store.window_stats(
             session=session, asset=asset, after=end - timedelta(days=days), until=end
         )
-    return [asdict(r) for r in rows]
+    return rows

@@ -4,42 +4,42 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from btc_predictor.errors import InvalidInputError
+from btc_predictor.shapes.results import ModelVersion, ModelVersionDetail, Promotion
 from btc_predictor.sources.base import parse_asset
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import read_session, write_session
 from btc_predictor.storage.tables import ModelVersionRow
 
 
-def version_json(row: ModelVersionRow, *, active_id: int | None) -> dict[str, Any]:
-    """The public view of a model version (``models show --json``)."""
-    return {
-        "id": row.id,
-        "asset": row.asset,
-        "model": row.model,
-        "created_at": row.created_at.isoformat(),
-        "train_start": row.train_start.isoformat(),
-        "train_end": row.train_end.isoformat(),
-        "data_points": row.data_points,
-        "data_sha256": row.data_sha256,
-        "seed": row.seed,
-        "training_duration": row.training_duration,
-        "holdout_mase": row.holdout_mase,
-        "active": row.id == active_id,
-        "pruned": row.pruned_at is not None,
-        "metrics": row.summary.get("metrics"),
-        "baseline": row.summary.get("baseline"),
-    }
+def version_view(row: ModelVersionRow, *, active_id: int | None) -> ModelVersion:
+    """The public view of a model version."""
+    return ModelVersion(
+        id=row.id,
+        asset=row.asset,
+        model=row.model,
+        created_at=row.created_at,
+        train_start=row.train_start,
+        train_end=row.train_end,
+        data_points=row.data_points,
+        data_sha256=row.data_sha256,
+        seed=row.seed,
+        training_duration=row.training_duration,
+        holdout_mase=row.holdout_mase,
+        active=row.id == active_id,
+        pruned=row.pruned_at is not None,
+        metrics=row.summary.get("metrics"),
+        baseline=row.summary.get("baseline"),
+    )
 
 
 def list_models(
     engine: Engine, *, asset: str | None = None, model: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[ModelVersion]:
     """Versions newest first, each flagged active or not."""
     symbol = parse_asset(asset).symbol if asset else None
     with read_session(engine) as session:
@@ -47,44 +47,40 @@ def list_models(
         actives = {
             a: store.active_version_id(session=session, asset=a) for a in {r.asset for r in rows}
         }
-        return [version_json(r, active_id=actives[r.asset]) for r in rows]
+        return [version_view(r, active_id=actives[r.asset]) for r in rows]
 
 
-def show_model(engine: Engine, version_id: int) -> dict[str, Any]:
-    """One version with its promotions history."""
+def show_model(engine: Engine, version_id: int) -> ModelVersionDetail:
+    """One version with its stored summary and promotions history."""
     with read_session(engine) as session:
         row = store.get_version(session=session, version_id=version_id)
-        payload = version_json(
-            row, active_id=store.active_version_id(session=session, asset=row.asset)
+        active = store.active_version_id(session=session, asset=row.asset)
+        return ModelVersionDetail(
+            **dict(version_view(row, active_id=active)),
+            summary=row.summary,
+            promotions=_history(session, row.asset, version_id),
         )
-        payload["summary"] = row.summary
-        payload["promotions"] = _history(session, row.asset, version_id)
-        return payload
 
 
-def _history(session: Session, asset: str, version_id: int) -> list[dict[str, Any]]:
+def _history(session: Session, asset: str, version_id: int) -> list[Promotion]:
     """Promotions of one version, newest first."""
     return [
-        {
-            "promoted_at": p.promoted_at.isoformat(),
-            "reason": p.reason,
-            "rolled_back_at": p.rolled_back_at.isoformat() if p.rolled_back_at else None,
-        }
+        Promotion(promoted_at=p.promoted_at, reason=p.reason, rolled_back_at=p.rolled_back_at)
         for p in store.promotion_history(session=session, asset=asset)
         if p.version_id == version_id
     ]
 
 
-def promote_model(engine: Engine, version_id: int, *, now: datetime, reason: str) -> dict[str, Any]:
+def promote_model(engine: Engine, version_id: int, *, now: datetime, reason: str) -> ModelVersion:
     """Activate a version by hand (its artifacts are verified first)."""
     with write_session(engine) as session:
         store.load_artifacts(session=session, version_id=version_id)
         store.promote(session=session, version_id=version_id, reason=reason, now=now)
         row = store.get_version(session=session, version_id=version_id)
-        return version_json(row, active_id=version_id)
+        return version_view(row, active_id=version_id)
 
 
-def rollback_model(engine: Engine, asset: str, *, now: datetime) -> dict[str, Any]:
+def rollback_model(engine: Engine, asset: str, *, now: datetime) -> ModelVersion:
     """Reactivate the previously promoted version of ``asset``."""
     symbol = parse_asset(asset).symbol
     with write_session(engine) as session:
@@ -92,7 +88,7 @@ def rollback_model(engine: Engine, asset: str, *, now: datetime) -> dict[str, An
         if target is not None:
             store.load_artifacts(session=session, version_id=target)
         active = store.rollback(session=session, asset=symbol, now=now)
-        return version_json(store.get_version(session=session, version_id=active), active_id=active)
+        return version_view(store.get_version(session=session, version_id=active), active_id=active)
 
 
 def export_model(engine: Engine, version_id: int, directory: Path) -> list[Path]:

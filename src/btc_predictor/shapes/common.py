@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
 DEFAULT_ASSET = "BTC-USD"
@@ -84,6 +91,10 @@ Days = Annotated[int, Field(ge=1, le=20_000), _whole_number]
 RefitEvery = Annotated[
     int, Field(ge=1, le=3650, description="refit the model every K days"), _whole_number
 ]
+
+
+# An aware timestamp written as ``isoformat()`` (``+00:00``, as the API always has), not ``Z``.
+Instant = Annotated[datetime, PlainSerializer(lambda v: v.isoformat(), return_type=str)]
 
 
 class Shape(BaseModel):

@@ -8,8 +8,11 @@ older and newer code alike, so results ignore fields they do not know.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from btc_predictor.shapes.common import Instant
 
 
 class Result(BaseModel):
@@ -19,19 +22,20 @@ class Result(BaseModel):
 
 
 class PointMetrics(Result):
-    """Point-forecast errors on the holdout (MAPE in percent, R² unitless)."""
+    """Point-forecast errors on the holdout (MAPE in percent, R² unitless); None: undefined
+    (or not recorded by the version that stored them)."""
 
-    rmse: float | None
-    mae: float | None
-    mape: float | None
-    r2: float | None
+    rmse: float | None = None
+    mae: float | None = None
+    mape: float | None = None
+    r2: float | None = None
 
 
 class HoldoutMetrics(PointMetrics):
     """The model's holdout metrics at h=1, naive-relative where it matters."""
 
-    mase: float | None
-    directional_accuracy: float | None
+    mase: float | None = None
+    directional_accuracy: float | None = None
     dm_pvalue: float | None = None
 
 
@@ -126,3 +130,161 @@ class BacktestReport(Result):
     fold_details: list[BacktestFold]
     horizons: list[BacktestHorizon]
     series: list[BacktestRow]
+
+
+class ForecastPoint(Result):
+    """One horizon: the point forecast, its interval at the requested level, and naive."""
+
+    horizon: int
+    target_date: date
+    value: float
+    lower: float
+    upper: float
+    naive: float
+
+
+class Forecast(Result):
+    """``predict --json`` and ``GET /api/v1/forecast``: one version's forecast from the data."""
+
+    asset: str
+    model: str
+    model_version: int
+    as_of: Instant  # when the newest candle closed: what the forecast knows
+    last_close: float
+    last_date: date
+    data_age_seconds: float
+    stale: bool
+    level: int
+    points: list[ForecastPoint]
+
+
+class ModelVersion(Result):
+    """A stored model version as listed (``models list --json``, ``GET /api/v1/models``)."""
+
+    id: int
+    asset: str
+    model: str
+    created_at: Instant
+    train_start: date
+    train_end: date
+    data_points: int
+    data_sha256: str
+    seed: int
+    training_duration: float
+    holdout_mase: float | None
+    active: bool
+    pruned: bool
+    metrics: HoldoutMetrics | None
+    baseline: Baseline | None
+
+
+class Promotion(Result):
+    """One activation of a version, and when it was rolled back (None: still in place)."""
+
+    promoted_at: Instant
+    reason: str
+    rolled_back_at: Instant | None
+
+
+class ModelVersionDetail(ModelVersion):
+    """One version in full (``models show``): its stored training summary and promotions."""
+
+    summary: dict[str, Any]  # the stored train JSON: kept as written, whatever its version
+    promotions: list[Promotion]
+
+
+class LedgerEntry(Result):
+    """A served forecast in the ledger, scored once its target day's candle is stored."""
+
+    asset: str
+    model: str
+    model_version: int
+    as_of: Instant
+    horizon: int
+    target_date: date
+    forecast: float
+    lower: float
+    upper: float
+    level: int
+    naive: float
+    actual: float | None
+    abs_error: float | None
+    naive_abs_error: float | None
+    inside: bool | None
+    scored_at: Instant | None
+
+
+class ScheduleView(Result):
+    """One of the worker's schedules: what it does, how often, when it runs next."""
+
+    name: str
+    description: str
+    every: str
+    next_run_at: Instant | None
+    last_run_at: Instant | None
+    last_job_id: str | None
+
+
+class IngestReport(BaseModel):
+    """``ingest --json``: what one ingest fetched, stored, rejected and found missing.
+
+    Filled in as the ingest goes (so not frozen): the source that served it, then counts."""
+
+    model_config = ConfigDict(extra="ignore")
+    asset: str
+    source: str | None = None
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejected_examples: list[str] = Field(default_factory=list)
+    fixed_volume: int = 0
+    gaps: list[tuple[date, date]] = Field(default_factory=list)  # missing day ranges, inclusive
+    first: date | None = None
+    last: date | None = None
+    notes: list[str] = Field(default_factory=list)
+    failed_sources: dict[str, str] = Field(default_factory=dict)  # chain sources that failed
+    run_id: int | None = None
+
+
+class AssetStatus(Result):
+    """``data status --json`` and ``GET /api/v1/assets``: what is stored for one asset."""
+
+    asset: str
+    rows: int
+    first: date | None
+    last: date | None
+    gaps: list[tuple[date, date]]
+    sources: list[str]  # most rows first
+    rows_per_source: dict[str, int]
+    source_of_record: str | None
+    latest_age_seconds: float | None
+    stale: bool | None
+
+
+class CandleView(Result):
+    """One stored daily candle (``GET /api/v1/assets/{asset}/candles``)."""
+
+    date: date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class JobView(Result):
+    """A persisted job as the API and CLI show it (``params``/``result``: the kind's JSON)."""
+
+    id: str
+    kind: str
+    status: str
+    progress: float
+    message: str | None
+    params: dict[str, Any]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    result: dict[str, Any] | None
+    error: str | None

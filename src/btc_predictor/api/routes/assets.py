@@ -13,19 +13,20 @@ from btc_predictor.errors import AssetNotFoundError
 from btc_predictor.services.ingest import data_status, stored_candles
 from btc_predictor.shapes.common import ASSET_PATTERN
 from btc_predictor.shapes.requests import IngestJob, RefreshRequest
+from btc_predictor.shapes.results import AssetStatus, CandleView, JobView
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 AssetPath = Annotated[str, Path(pattern=ASSET_PATTERN, description="BASE-QUOTE")]
 
 
-@router.get("", response_model=list[s.AssetResponse])
-def list_assets(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[dict[str, Any]]:
+@router.get("", response_model=list[AssetStatus])
+def list_assets(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[AssetStatus]:
     """Tracked and stored assets with what is stored for each."""
-    return [row.to_json() for row in data_status(settings, engine, asset=None, now=now)]
+    return data_status(settings, engine, asset=None, now=now)
 
 
-@router.get("/{asset}/candles", response_model=list[s.CandleOut], responses=s.errors_for(404))
+@router.get("/{asset}/candles", response_model=list[CandleView], responses=s.errors_for(404))
 def candles(
     settings: SettingsDep,
     engine: EngineDep,
@@ -34,20 +35,15 @@ def candles(
     start: date | None = None,
     end: date | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 365,
-) -> list[dict[str, Any]]:
+) -> list[CandleView]:
     """Stored daily candles, ``start <= date < end``, the newest ``limit`` of them."""
     symbol = parse_asset(asset).symbol
     data_status(settings, engine, asset=symbol, now=now)  # 404 for unknown assets
     rows = stored_candles(engine, symbol, start=start, end=end, limit=limit)
     return [
-        {
-            "date": c.ts.date().isoformat(),
-            "open": c.open,
-            "high": c.high,
-            "low": c.low,
-            "close": c.close,
-            "volume": c.volume,
-        }
+        CandleView(
+            date=c.ts.date(), open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume
+        )
         for c in rows
     ]
 
@@ -55,7 +51,7 @@ def candles(
 @router.post(
     "/{asset}/refresh",
     status_code=202,
-    response_model=s.JobResponse,
+    response_model=JobView,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404, 409),
 )

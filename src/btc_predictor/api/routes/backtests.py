@@ -12,6 +12,7 @@ from btc_predictor.errors import JobNotFoundError
 from btc_predictor.jobs import queue
 from btc_predictor.shapes.common import ASSET_PATTERN
 from btc_predictor.shapes.requests import BacktestRequest
+from btc_predictor.shapes.results import JobView
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/backtests", tags=["backtests"])
 @router.post(
     "",
     status_code=202,
-    response_model=s.JobResponse,
+    response_model=JobView,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
 )
@@ -29,7 +30,7 @@ def start(submit: SubmitDep, body: BacktestRequest) -> dict[str, Any]:
     return submit("backtest", body, location="/api/v1/backtests/{id}")
 
 
-@router.get("", response_model=list[s.JobResponse])
+@router.get("", response_model=list[JobView])
 def list_backtests(
     engine: EngineDep,
     asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
@@ -49,7 +50,7 @@ def _summary(job: dict[str, Any]) -> dict[str, Any]:
     return {**job, "result": result}
 
 
-@router.get("/{backtest_id}", responses={202: {"model": s.JobResponse}, **s.errors_for(404)})
+@router.get("/{backtest_id}", responses={202: {"model": JobView}, **s.errors_for(404)})
 def get_backtest(
     engine: EngineDep, response: Response, backtest_id: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:

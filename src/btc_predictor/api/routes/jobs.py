@@ -9,12 +9,13 @@ from fastapi import APIRouter, Path, Query
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.jobs import queue
+from btc_predictor.shapes.results import JobView, ScheduleView
 
 router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.get("/jobs", response_model=list[s.JobResponse])
+@router.get("/jobs", response_model=list[JobView])
 def list_jobs(
     engine: EngineDep,
     kind: Literal["ingest", "train", "backtest", "retrain"] | None = None,
@@ -25,7 +26,7 @@ def list_jobs(
     return queue.list_jobs(engine, kind=kind, status=status, limit=limit)
 
 
-@router.get("/jobs/{job_id}", response_model=s.JobResponse, responses=s.errors_for(404))
+@router.get("/jobs/{job_id}", response_model=JobView, responses=s.errors_for(404))
 def get_job(engine: EngineDep, job_id: JobId) -> dict[str, Any]:
     """One job: status, progress, timestamps, result or error."""
     return queue.get_job(engine, job_id)
@@ -33,7 +34,7 @@ def get_job(engine: EngineDep, job_id: JobId) -> dict[str, Any]:
 
 @router.delete(
     "/jobs/{job_id}",
-    response_model=s.JobResponse,
+    response_model=JobView,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
 )
@@ -42,8 +43,8 @@ def cancel_job(engine: EngineDep, now: NowDep, job_id: JobId) -> dict[str, Any]:
     return queue.cancel_job(engine, job_id, now=now)
 
 
-@router.get("/schedules", response_model=list[s.ScheduleResponse], tags=["schedules"])
-def schedules(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[dict[str, Any]]:
+@router.get("/schedules", response_model=list[ScheduleView], tags=["schedules"])
+def schedules(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[ScheduleView]:
     """The worker's schedules and their next run times."""
     from btc_predictor.jobs.schedules import list_schedules
 

@@ -11,6 +11,7 @@ from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, Su
 from btc_predictor.services import versions
 from btc_predictor.shapes.common import ASSET_PATTERN, ModelName
 from btc_predictor.shapes.requests import TrainRequest
+from btc_predictor.shapes.results import JobView, ModelVersion, ModelVersionDetail
 
 router = APIRouter(tags=["models"])
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -19,7 +20,7 @@ VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 @router.post(
     "/train",
     status_code=202,
-    response_model=s.JobResponse,
+    response_model=JobView,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404, 409),
 )
@@ -28,33 +29,31 @@ def train(submit: SubmitDep, body: TrainRequest) -> dict[str, Any]:
     return submit("train", body, location="/api/v1/jobs/{id}")
 
 
-@router.get("/models", response_model=list[s.ModelVersionResponse])
+@router.get("/models", response_model=list[ModelVersion])
 def list_models(
     engine: EngineDep,
     asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
     model: ModelName | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ModelVersion]:
     """Model versions newest first, each flagged active or not."""
     return versions.list_models(engine, asset=asset, model=model)
 
 
-@router.get(
-    "/models/{version_id}", response_model=s.ModelVersionResponse, responses=s.errors_for(404)
-)
-def show_model(engine: EngineDep, version_id: VersionId) -> dict[str, Any]:
+@router.get("/models/{version_id}", response_model=ModelVersionDetail, responses=s.errors_for(404))
+def show_model(engine: EngineDep, version_id: VersionId) -> ModelVersionDetail:
     """One version with its metrics and promotions."""
     return versions.show_model(engine, version_id)
 
 
 @router.post(
     "/models/{version_id}/promote",
-    response_model=s.ModelVersionResponse,
+    response_model=ModelVersion,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
 )
 def promote(
     engine: EngineDep, serving: ServingDep, now: NowDep, version_id: VersionId
-) -> dict[str, Any]:
+) -> ModelVersion:
     """Activate a version for its asset (this process serves it from the next request)."""
     result = versions.promote_model(engine, version_id, now=now, reason="promoted by hand (api)")
     serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL
@@ -63,7 +62,7 @@ def promote(
 
 @router.post(
     "/models/{asset}/rollback",
-    response_model=s.ModelVersionResponse,
+    response_model=ModelVersion,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404, 409),
 )
@@ -72,7 +71,7 @@ def rollback(
     serving: ServingDep,
     now: NowDep,
     asset: Annotated[str, Path(pattern=ASSET_PATTERN)],
-) -> dict[str, Any]:
+) -> ModelVersion:
     """Reactivate the previously promoted version (409 when there is none)."""
     result = versions.rollback_model(engine, asset, now=now)
     serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL

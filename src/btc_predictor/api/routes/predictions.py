@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import EngineDep
 from btc_predictor.services.ledger import list_predictions
 from btc_predictor.shapes.common import ASSET_PATTERN, DEFAULT_ASSET
+from btc_predictor.shapes.results import LedgerEntry
 from btc_predictor.sources.base import parse_asset
 
 router = APIRouter(tags=["predictions"])
 
 
-@router.get("/predictions", response_model=list[s.PredictionEntry])
+@router.get("/predictions", response_model=list[LedgerEntry])
 def predictions(
     engine: EngineDep,
     asset: Annotated[str, Query(pattern=ASSET_PATTERN)] = DEFAULT_ASSET,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[LedgerEntry]:
     """Newest ledger entries, scored once their target day's candle is stored."""
     return list_predictions(engine, asset=parse_asset(asset).symbol, limit=limit)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Literal, get_args
 
 from btc_predictor.shapes.common import Shape
 from btc_predictor.shapes.requests import BacktestRequest, IngestJob, RetrainRequest, TrainRequest
 
+# The job kinds: the one list (JOB_PARAMS gives each its params shape; a test keeps them equal).
+JobKind = Literal["ingest", "train", "backtest", "retrain"]
+JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JOB_PARAMS: MappingProxyType[str, type[Shape]] = MappingProxyType(
     {
         "ingest": IngestJob,
@@ -15,4 +19,3 @@ JOB_PARAMS: MappingProxyType[str, type[Shape]] = MappingProxyType(
         "retrain": RetrainRequest,
     }
 )
-JOB_KINDS: tuple[str, ...] = tuple(JOB_PARAMS)

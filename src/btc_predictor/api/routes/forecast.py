@@ -12,10 +12,10 @@ from btc_predictor.api.hot import serve_forecast
 from btc_predictor.shapes.requests import ForecastQuery
 from btc_predictor.shapes.results import Forecast
 
-router = APIRouter(tags=["forecast"])
+router = APIRouter(prefix="/forecast", tags=["forecast"])
 
 
-@router.get("/forecast", response_model=Forecast, responses=s.errors_for(404, 409))
+@router.get("", response_model=Forecast, responses=s.errors_for(404, 409))
 async def forecast(
     request: Request, now: NowDep, query: Annotated[ForecastQuery, Query()]
 ) -> dict[str, Any]:

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep, SubmitDep
+from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep
 from btc_predictor.services import versions
 from btc_predictor.shapes.common import ASSET_PATTERN, ModelName
-from btc_predictor.shapes.requests import TrainRequest
-from btc_predictor.shapes.results import JobView, ModelVersion, ModelVersionDetail
+from btc_predictor.shapes.results import ModelVersion, ModelVersionDetail
 
-router = APIRouter(tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"])
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post(
-    "/train",
-    status_code=202,
-    response_model=JobView,
-    dependencies=[Authorized],
-    responses=s.errors_for(401, 404, 409),
-)
-def train(submit: SubmitDep, body: TrainRequest) -> dict[str, Any]:
-    """Queue a training job; ``Location`` points at it. One per (asset, model) at a time."""
-    return submit("train", body, location="/api/v1/jobs/{id}")
-
-
-@router.get("/models", response_model=list[ModelVersion])
+@router.get("", response_model=list[ModelVersion])
 def list_models(
     engine: EngineDep,
     asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
@@ -39,14 +26,14 @@ def list_models(
     return versions.list_models(engine, asset=asset, model=model)
 
 
-@router.get("/models/{version_id}", response_model=ModelVersionDetail, responses=s.errors_for(404))
+@router.get("/{version_id}", response_model=ModelVersionDetail, responses=s.errors_for(404))
 def show_model(engine: EngineDep, version_id: VersionId) -> ModelVersionDetail:
     """One version with its metrics and promotions."""
     return versions.show_model(engine, version_id)
 
 
 @router.post(
-    "/models/{version_id}/promote",
+    "/{version_id}/promote",
     response_model=ModelVersion,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404),
@@ -61,7 +48,7 @@ def promote(
 
 
 @router.post(
-    "/models/{asset}/rollback",
+    "/{asset}/rollback",
     response_model=ModelVersion,
     dependencies=[Authorized],
     responses=s.errors_for(401, 404, 409),

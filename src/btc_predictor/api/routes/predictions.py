@@ -12,10 +12,10 @@ from btc_predictor.shapes.common import ASSET_PATTERN, DEFAULT_ASSET
 from btc_predictor.shapes.results import LedgerEntry
 from btc_predictor.sources.base import parse_asset
 
-router = APIRouter(tags=["predictions"])
+router = APIRouter(prefix="/predictions", tags=["predictions"])
 
 
-@router.get("/predictions", response_model=list[LedgerEntry])
+@router.get("", response_model=list[LedgerEntry])
 def predictions(
     engine: EngineDep,
     asset: Annotated[str, Query(pattern=ASSET_PATTERN)] = DEFAULT_ASSET,

@@ -2,8 +2,17 @@
 
 from fastapi import APIRouter
 
-from btc_predictor.api.routes import assets, backtests, forecast, jobs, models, predictions
+from btc_predictor.api.routes import (
+    assets,
+    backtests,
+    forecast,
+    jobs,
+    models,
+    predictions,
+    schedules,
+    train,
+)
 
 router = APIRouter()
-for module in (assets, forecast, jobs, models, backtests, predictions):
+for module in (assets, forecast, train, jobs, schedules, models, backtests, predictions):
     router.include_router(module.router)

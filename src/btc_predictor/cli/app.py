@@ -37,12 +37,6 @@ from btc_predictor.shapes.common import (
     DEFAULT_LEVEL,
     DEFAULT_REFIT_EVERY,
 )
-from btc_predictor.shapes.requests import (
-    BacktestRequest,
-    ForecastRequest,
-    IngestRequest,
-    TrainRequest,
-)
 from btc_predictor.sources.base import utc_now
 
 app = typer.Typer(
@@ -90,6 +84,7 @@ def ingest(
 ) -> None:
     """Fetch daily candles into the database (incremental, validated, idempotent)."""
     from btc_predictor.services.ingest import ingest as run_ingest
+    from btc_predictor.shapes.requests import IngestRequest
 
     request = build(IngestRequest, asset=asset, source=source, path=path, since=since, force=force)
     config = settings()
@@ -147,6 +142,7 @@ def train(
 ) -> None:
     """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored."""
     from btc_predictor.services.training import train as run_train
+    from btc_predictor.shapes.requests import TrainRequest
 
     request = build(
         TrainRequest,
@@ -177,6 +173,7 @@ def predict(
 ) -> None:
     """Forecast from stored data with the active model (ONNX Runtime; no torch)."""
     from btc_predictor.services.forecast import predict as run_predict
+    from btc_predictor.shapes.requests import ForecastRequest
 
     request = build(ForecastRequest, asset=asset, horizon=horizon, level=level, model=model)
     config = settings()
@@ -204,6 +201,7 @@ def backtest(
 ) -> None:
     """Walk-forward backtest with refits; every horizon against naive, with coverage and DM."""
     from btc_predictor.services.backtest import run_backtest
+    from btc_predictor.shapes.requests import BacktestRequest
 
     request = build(
         BacktestRequest,

@@ -13,16 +13,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, InvalidInputError
 from btc_predictor.shapes.common import Shape, first_problem
+
+if TYPE_CHECKING:  # the CLI starts fast: SQLAlchemy loads only for commands that use it
+    from sqlalchemy import Engine
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

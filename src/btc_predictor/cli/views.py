@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from btc_predictor.shapes.results import (
-    AssetStatus,
-    BacktestReport,
-    Forecast,
-    IngestReport,
-    ModelVersion,
-    TrainResult,
-)
+if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
+    from btc_predictor.shapes.results import (
+        AssetStatus,
+        BacktestReport,
+        Forecast,
+        IngestReport,
+        ModelVersion,
+        TrainResult,
+    )
 
 out = Console(soft_wrap=True)
 

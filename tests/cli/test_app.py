@@ -2,46 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from btc_predictor.cli.app import app
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """An isolated data dir; no online sources are ever reached (bad inputs fail first)."""
-    return {"BTCP_DATA_DIR": str(tmp_path / "data"), "BTCP_SOURCES": "yahoo"}
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def db_fingerprint(env: dict[str, str]) -> str:
-    """A digest of every stored candle and ingest run."""
-    db = Path(env["BTCP_DATA_DIR"]) / "btc_predictor.db"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT * FROM candles ORDER BY asset, ts").fetchall()
-        runs = conn.execute("SELECT * FROM ingest_runs ORDER BY id").fetchall()
-    return hashlib.sha256(repr((rows, runs)).encode()).hexdigest()
-
-
-@pytest.fixture
-def seeded(env: dict[str, str], shared_data: Path) -> dict[str, str]:
-    code, _out, err = run(
-        env, "ingest", "--path", str(shared_data / "Bitstamp_BTCUSD_d.csv"), "--json"
-    )
-    assert code == 0, err
-    return env
+from tests.cli.conftest import db_fingerprint, run
+from tests.factories import strict_json
 
 
 def test_ingest_json_is_exactly_one_object(seeded: dict[str, str], shared_data: Path) -> None:
@@ -252,3 +221,41 @@ def test_human_train_and_backtest_reports(seeded: dict[str, str]) -> None:
     code, out, err = run(seeded, "backtest", "--model", "naive", "--days", "40", "--horizon", "2")
     assert code == 0, err
     assert "naive MAE" in out and "burn-in" in out
+
+
+def test_every_json_output_is_strict_json(seeded: dict[str, str], tmp_path: Path) -> None:
+    """``--json`` outputs and exported meta.json never hold NaN or Infinity."""
+    code, out, err = run(seeded, "train", "--model", "drift", "--promote", "always", "--json")
+    assert code == 0, err
+    version = str(strict_json(out)["version"])
+    outputs = [
+        ["data", "status", "--json"],
+        ["data", "status", "--asset", "BTC-USD", "--json"],
+        ["predict", "--horizon", "3", "--json"],
+        ["models", "list", "--json"],
+        ["models", "show", version],
+        ["models", "promote", version, "--json"],
+        ["backtest", "--model", "naive", "--days", "40", "--horizon", "2", "--json"],
+    ]
+    for args in outputs:
+        code, out, err = run(seeded, *args)
+        assert code == 0, (args, err)
+        strict_json(out)
+    code, _out, err = run(seeded, "models", "export", version, str(tmp_path / "v"))
+    assert code == 0, err
+    assert strict_json((tmp_path / "v" / "meta.json").read_text())["model"] == "drift"
+
+
+def test_a_forecast_that_cannot_be_finite_exits_2(seeded: dict[str, str], tmp_path: Path) -> None:
+    """A close near the float maximum is valid data, but its interval overflows: no output."""
+    code, _out, err = run(seeded, "train", "--model", "naive", "--promote", "always")
+    assert code == 0, err
+    huge = tmp_path / "huge.csv"
+    huge.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n2025-11-30,1e308,1.79e308,1e308,1.79e308,0,1\n"
+    )
+    code, out, err = run(seeded, "ingest", "--path", str(huge), "--json")
+    assert code == 0 and strict_json(out)["inserted"] == 1, err
+    code, out, err = run(seeded, "predict", "--horizon", "2", "--json")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith("error: this model's forecast is not finite at horizon 1"), err

@@ -120,10 +120,11 @@ def engine(config: Settings, *, migrate: bool = True) -> Engine:
 
 
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout (a result shape is dumped as its JSON)."""
+    """Exactly one strict JSON document on stdout (a result shape is dumped as its JSON)."""
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
-    sys.stdout.write(json.dumps(payload) + "\n")
+    # NaN and Infinity are not JSON: a non-finite number here is a bug, never output.
+    sys.stdout.write(json.dumps(payload, allow_nan=False) + "\n")
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -30,10 +31,15 @@ def create_db_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "postgresql":
         if url.get_driver_name() in ("", "psycopg2"):
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=_strict_json)
     raise InvalidInputError(
         f"BTCP_DATABASE_URL `{url.render_as_string()}` is not SQLite or PostgreSQL"
     )
+
+
+def _strict_json(value: Any) -> str:
+    """JSON columns hold strict JSON on every backend (PostgreSQL refuses NaN; SQLite would not)."""
+    return json.dumps(value, allow_nan=False)
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -41,7 +47,7 @@ def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_strict_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -120,6 +120,35 @@ def test_yahoo_export_format(tmp_path: Path) -> None:
             "Date,Open,High,Low,Close,Volume\nyesterday,1,2,1,1,1\n",
             ":2: date `yesterday` is not YYYY-MM-DD",
         ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,2,{'9' * 200_000},1,1,1\n",
+            ":3: not valid CSV (field larger than field limit",
+        ),
+        (
+            f'{CDD_HEADER}\n{cdd_row(3)}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,2,"1,1,1,1\n',
+            ":4: not valid CSV (unexpected end of data)",
+        ),
+        (
+            f'{CDD_HEADER}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,"2"x,1,1,1,1\n',
+            ":3: not valid CSV (',' expected after '\"')",
+        ),
+        ('Date,"Open,High\n2024-01-01,1,2\n', ":1: not valid CSV"),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n9e15,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `9e15` is beyond",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n1e20,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `1e20` is beyond",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n-5,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `-5` is not a",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\ninf,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `inf` is not a",
+        ),
     ],
 )
 def test_bad_files_fail_with_file_and_line(

@@ -96,8 +96,11 @@ def today_utc(now: datetime) -> date:
 
 
 def from_epoch_seconds(seconds: float) -> datetime:
-    """An aware UTC datetime from a Unix timestamp."""
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    """An aware UTC datetime from a Unix timestamp; ValueError when no date has it."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # which one depends on the platform
+        raise ValueError(f"timestamp {seconds} is out of the range of dates") from exc
 
 
 def utc_now() -> datetime:

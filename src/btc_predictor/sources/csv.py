@@ -45,7 +45,7 @@ class CsvSource:
         text = _read_text(self.path)
         lines = text.splitlines()
         header_at = _header_line(lines, self.path)
-        header = [h.strip().lower() for h in next(csv.reader([lines[header_at]]))]
+        header = [h.strip().lower() for h in _header_fields(lines[header_at], header_at, self.path)]
         parse = (
             _cdd_parser(header, asset, self.path)
             if header[0] == "unix"
@@ -96,17 +96,32 @@ def _header_line(lines: list[str], path: Path) -> int:
     )
 
 
+def _header_fields(line: str, header_at: int, path: Path) -> list[str]:
+    """The header line's fields, or a DataFileError when it is not valid CSV."""
+    reader = csv.reader([line], strict=True)
+    try:
+        return next(reader)
+    except csv.Error as exc:
+        raise DataFileError(f"{path}:{header_at + 1}: not valid CSV ({exc})") from None
+
+
 _Parser = Callable[[list[str], int], _Row]
 
 
 def _parse_rows(lines: list[str], header_at: int, parse: _Parser, path: Path) -> Iterator[_Row]:
     """Parse every data line; any malformed line fails the whole file (nothing is stored)."""
-    body = io.StringIO("\n".join(lines[header_at + 1 :]))
-    for offset, fields in enumerate(csv.reader(body)):
-        line = header_at + 2 + offset
-        if not fields or not "".join(fields).strip():
-            continue
-        yield parse(fields, line)
+    # strict: an unbalanced quote is an error, not a field that swallows the lines after it.
+    reader = csv.reader(io.StringIO("\n".join(lines[header_at + 1 :])), strict=True)
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:  # also a field over csv's size limit (128 KiB)
+            line = header_at + 1 + reader.line_num
+            raise DataFileError(f"{path}:{line}: not valid CSV ({exc})") from None
+        if fields is None:
+            break
+        if fields and "".join(fields).strip():
+            yield parse(fields, header_at + 1 + reader.line_num)
     if header_at + 1 >= len(lines):
         raise DataFileError(f"{path}: header only, no data rows")
 
@@ -163,8 +178,13 @@ def _cdd_time(fields: list[str], cols: dict[str, int], path: Path, line: int) ->
     seconds = _number(fields, cols["unix"], "unix", path, line)
     if not math.isfinite(seconds) or seconds <= 0:
         raise DataFileError(f"{path}:{line}: unix `{fields[cols['unix']]}` is not a timestamp")
-    # CryptoDataDownload switched from milliseconds to seconds at some point.
-    return from_epoch_seconds(seconds / 1000 if seconds > 1e11 else seconds)
+    try:
+        # CryptoDataDownload switched from milliseconds to seconds at some point.
+        return from_epoch_seconds(seconds / 1000 if seconds > 1e11 else seconds)
+    except ValueError:
+        raise DataFileError(
+            f"{path}:{line}: unix `{fields[cols['unix']]}` is beyond the dates a calendar holds"
+        ) from None
 
 
 def _yahoo_parser(header: list[str], path: Path) -> _Parser:

@@ -7,13 +7,15 @@ read them from these types.
 from __future__ import annotations
 
 import contextlib
-import re
 from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
+# ASSET_PATTERN is re-exported: the API's path and query parameters take it from here.
+from btc_predictor.config import ASSET_PATTERN as ASSET_PATTERN
+from btc_predictor.config import normalise_symbol
+
 DEFAULT_ASSET = "BTC-USD"
 DEFAULT_HORIZON = 7
 DEFAULT_LEVEL = 90
@@ -33,11 +35,7 @@ def _symbol(value: Any) -> Any:
     """``btc/usd`` -> ``BTC-USD``: one spelling of a symbol everywhere (others: refused)."""
     if not isinstance(value, str):
         return value  # the str type refuses it
-    if not re.match(ASSET_PATTERN, value.strip()):
-        raise ValueError(
-            f"`{value}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
-        )
-    return value.strip().upper().replace("/", "-")
+    return normalise_symbol(value)
 
 
 def _model_name(value: Any) -> Any:

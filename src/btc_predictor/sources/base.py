@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
+from btc_predictor.config import normalise_symbol
 from btc_predictor.errors import InvalidInputError
 
 DAY = timedelta(days=1)
@@ -14,7 +14,6 @@ INTERVAL = "1d"
 # Retries of transient source failures wait 1, 2, 4, … seconds, never more than 30.
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
-_ASSET = re.compile(r"^([A-Z0-9]{2,12})-([A-Z0-9]{2,6})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +39,11 @@ class Asset:
 
 def parse_asset(text: str) -> Asset:
     """Parse ``BTC-USD`` (any case, ``/`` accepted) or raise InvalidInputError."""
-    match = _ASSET.match(text.strip().upper().replace("/", "-"))
-    if not match:
-        raise InvalidInputError(
-            f"asset `{text}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
-        )
-    return Asset(match.group(1), match.group(2))
+    try:
+        base, quote = normalise_symbol(text).split("-")
+    except ValueError as exc:
+        raise InvalidInputError(f"asset {exc}") from None
+    return Asset(base, quote)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from btc_predictor.config import Settings
+from btc_predictor.config import Settings, blocking_file
 from btc_predictor.errors import InvalidInputError, UnavailableError
 
 # Any constant works; it only has to be the same in every process that migrates.
@@ -46,7 +46,7 @@ def _sqlite_engine(url: str) -> Engine:
     """SQLite with WAL (readers never wait for the writer) and IMMEDIATE write transactions."""
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(Path(database).parent)
     engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_strict_json)
 
     @event.listens_for(engine, "connect")
@@ -68,6 +68,19 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the SQLite file's folder, or say why it cannot be (bad input, not a crash)."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        raise InvalidInputError(f"cannot create {folder} for the database: {blocker} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create {folder} for the database: {exc.strerror}"
+        ) from None
 
 
 def _enable_wal(cursor: Any) -> None:

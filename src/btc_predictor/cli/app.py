@@ -20,6 +20,7 @@ from btc_predictor.cli.common import (
     StartOpt,
     VersionArg,
     build,
+    checked,
     command,
     engine,
     epochs_progress,
@@ -30,12 +31,16 @@ from btc_predictor.cli.common import (
     safe_url,
     settings,
     state,
+    writable_file,
+    writable_folder,
 )
 from btc_predictor.shapes.common import (
     DEFAULT_ASSET,
     DEFAULT_HORIZON,
     DEFAULT_LEVEL,
     DEFAULT_REFIT_EVERY,
+    ModelName,
+    VersionId,
 )
 from btc_predictor.shapes.requests import (
     BacktestRequest,
@@ -217,6 +222,8 @@ def backtest(
         seed=seed,
         epochs=epochs,
     )
+    if plot is not None:
+        writable_file(plot, "--plot")
     config = settings()
     with progress("backtest folds") as update:
         report = run_backtest(config, engine(config), request, progress=update)
@@ -234,6 +241,8 @@ def models_list(
     """Model versions, newest first."""
     from btc_predictor.services.versions import list_models
 
+    if model is not None:
+        checked(ModelName, model, "--model")
     rows = list_models(engine(settings()), asset=asset, model=model)
     print_json(rows) if as_json else views.show_models(rows)
 
@@ -260,7 +269,7 @@ def models_show(version: VersionArg) -> None:
     """One version in full (JSON), with its promotions."""
     from btc_predictor.services.versions import show_model
 
-    print_json(show_model(engine(settings()), version))
+    print_json(show_model(engine(settings()), checked(VersionId, version, "version")))
 
 
 @command(models_app, "promote")
@@ -268,6 +277,7 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
     """Make a version the active one of its asset."""
     from btc_predictor.services.versions import promote_model
 
+    version = checked(VersionId, version, "version")
     row = promote_model(engine(settings()), version, now=utc_now(), reason="promoted by hand (cli)")
     print_json(row) if as_json else out.print(
         f"{row['asset']}: version {row['id']} ({row['model']}) is active"
@@ -292,6 +302,8 @@ def models_export(
     """Write model.onnx, weights.safetensors and meta.json of a version to a folder."""
     from btc_predictor.services.versions import export_model
 
+    version = checked(VersionId, version, "version")
+    writable_folder(directory, "output folder")
     for path in export_model(engine(settings()), version, directory):
         out.print(str(path), markup=False)
 

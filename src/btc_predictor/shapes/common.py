@@ -21,6 +21,9 @@ DEFAULT_HORIZON = 7
 DEFAULT_LEVEL = 90
 DEFAULT_REFIT_EVERY = 30
 MAX_SEED = 2**31 - 1
+# Version ids are the model_versions key, an INTEGER column: 32-bit on PostgreSQL, whose
+# driver refuses a larger value in a query (SQLite overflows only past 2^63 - 1).
+MAX_VERSION_ID = 2**31 - 1
 
 # The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
 ModelKind = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
@@ -78,6 +81,7 @@ Horizon = Annotated[
     int, Field(ge=1, le=365, description="days ahead (1..BTCP_MAX_HORIZON)"), _whole_number
 ]
 Epochs = Annotated[int, Field(ge=1, le=10_000, description="cap on training epochs"), _whole_number]
+VersionId = Annotated[int, Field(ge=1, le=MAX_VERSION_ID, description="model version id")]
 Days = Annotated[int, Field(ge=1, le=20_000), _whole_number]
 RefitEvery = Annotated[
     int, Field(ge=1, le=3650, description="refit the model every K days"), _whole_number

@@ -402,7 +402,7 @@ def _csv_cdd(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
     ]
     path = tmp_path / "cdd.csv"
     path.write_text("\n".join(["https://www.CryptoDataDownload.com", header, *lines]))
-    return make_source("csv", Settings(), path=path)
+    return make_source("csv", Settings(), path=path, clock=lambda: CLOCK)
 
 
 def _csv_yahoo(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
@@ -412,7 +412,7 @@ def _csv_yahoo(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
     ]
     path = tmp_path / "yahoo.csv"
     path.write_text("\n".join(["Date,Open,High,Low,Close,Adj Close,Volume", *lines]))
-    return make_source("csv", Settings(), path=path)
+    return make_source("csv", Settings(), path=path, clock=lambda: CLOCK)
 
 
 def _yahoo(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
@@ -469,3 +469,19 @@ def test_every_source_rejects_non_finite_values_like_nan(
     assert (report.rejected, report.inserted) == (6, 4)
     assert report.rejected_examples == REJECTED_NON_FINITE
     assert [c.ts.day for c in stored(engine)] == [1, 2, 9, 10]
+
+
+def test_a_future_newest_row_of_a_cdd_file_is_rejected_and_reported(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """The download day is the newest row not in the future; the future row is a bad row."""
+    header = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"
+    days = [date(2024, 2, 5), date(2024, 2, 1), date(2024, 1, 31), date(2024, 1, 30)]
+    lines = [f"{stamp(d)},{d},BTC/USD,100,110,90,105,5,525" for d in days]  # newest first
+    path = tmp_path / "Bitstamp_BTCUSD_d.csv"
+    path.write_text("\n".join(["https://www.CryptoDataDownload.com", header, *lines]))
+    report = ingest(settings, engine, IngestRequest(asset="BTC-USD", path=path), now=CLOCK)
+    assert (report.fetched, report.rejected, report.inserted) == (3, 1, 2)
+    assert report.rejected_examples == ["2024-02-05: timestamp is in the future"]
+    assert "(2024-02-01): it is the download day" in report.notes[0]
+    assert [c.ts.date() for c in stored(engine)] == [date(2024, 1, 30), date(2024, 1, 31)]

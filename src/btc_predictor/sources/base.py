@@ -72,8 +72,10 @@ class CandleSource(Protocol):
     """A provider of closed daily UTC candles.
 
     ``fetch`` returns candles with ``start <= ts < end`` (``start=None``: all history it has),
-    ascending, never the still-forming current day. Transport failures and unusable payloads
-    raise :class:`~btc_predictor.errors.DataSourceError`, never an empty result in disguise.
+    ascending, never the still-forming current day as a closed candle: a file's rows dated
+    today or later come back as they are, for validation to reject and report. Transport
+    failures and unusable payloads raise :class:`~btc_predictor.errors.DataSourceError`,
+    never an empty result in disguise.
     """
 
     name: str

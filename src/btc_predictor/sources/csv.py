@@ -50,9 +50,7 @@ class CsvSource:
         self._clock = clock
 
     def fetch(self, asset: Asset, start: date | None, end: date) -> FetchResult:
-        """Candles in ``[start, end)``, plus every row dated today or later, which validation
-        rejects and reports (a file never loses rows silently); a CryptoDataDownload file
-        loses its download day."""
+        """Candles in ``[start, end)`` and any dated today or later; minus a CDD download day."""
         today = today_utc(self._clock())
         rows = self._rows(asset)
         result = FetchResult(self.name, [])
@@ -60,6 +58,8 @@ class CsvSource:
             rows, result.fixed_volume = _drop_download_day_and_fix(rows, today, result)
         low = utc_day(start) if start else None
         high = utc_day(end)
+        # Rows dated today or later stay whatever the range: validation rejects and reports
+        # them (the still-forming day, the future), so a file never loses a row unseen.
         result.candles = sorted(
             (
                 r.candle

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -105,3 +108,16 @@ def fill_ledger(
             )
             for k in range(days)
         )
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse JSON refusing NaN, Infinity and numbers too large for a float (``1e400``)."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"`{token}` is not JSON")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        return value if math.isfinite(value) else refuse(token)
+
+    return json.loads(text, parse_constant=refuse, parse_float=finite)

@@ -13,6 +13,25 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# The one rule for asset symbols, here on the ground floor so that settings (BTCP_ASSETS),
+# request shapes and sources all apply it: BASE-QUOTE, ``/`` accepted, any case.
+ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
+
+
+def normalise_symbol(text: str) -> str:
+    """``btc/usd`` -> ``BTC-USD``; ValueError for anything not of the form BASE-QUOTE."""
+    value = text.strip()
+    if not re.fullmatch(ASSET_PATTERN, value):
+        raise ValueError(f"`{text}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)")
+    return value.upper().replace("/", "-")
+
+
+def blocking_file(path: Path) -> Path | None:
+    """The file standing where ``path`` or one of its folders would be, if any."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def parse_duration(value: object) -> timedelta:
@@ -91,8 +110,40 @@ class Settings(BaseSettings):
 
     @field_validator("assets")
     @classmethod
-    def _upper_assets(cls, value: list[str]) -> list[str]:
-        return [asset.upper() for asset in value]
+    def _check_assets(cls, value: list[str]) -> list[str]:
+        """Every tracked asset in its one spelling, each once (a typo must not be tracked)."""
+        symbols = [normalise_symbol(asset) for asset in value]
+        twice = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return symbols
+
+    @field_validator("data_dir")
+    @classmethod
+    def _check_data_dir(cls, value: Path) -> Path:
+        """A folder, or a path where one can be made (not a file, nor under one)."""
+        blocker = blocking_file(value)
+        if blocker is not None:
+            raise ValueError(f"{blocker} is a file, not a folder")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        """An SQLAlchemy URL (the message never repeats it: it may hold a password)."""
+        if not value:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL (use sqlite:///path/to/file.db or "
+                "postgresql+psycopg://user:password@host:5432/name)"
+            ) from None
+        return value
 
     def is_stale(self, age_seconds: float) -> bool:
         """Data older than ``max_data_age`` is still served, flagged ``stale``."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from btc_predictor.api.app import create_app
 from btc_predictor.config import Settings
+from btc_predictor.services.ingest import ingest
+from btc_predictor.shapes.requests import IngestRequest
+from btc_predictor.storage.db import create_db_engine
 from tests.conftest import NOW
+from tests.factories import strict_json
 
 QUERIES = [
     "/predict",
@@ -60,3 +65,32 @@ def test_hot_routes_are_the_ones_serving(installed: Settings) -> None:
     first_router = served.index(None)
     assert served.index("/predict") < first_router
     assert served.index("/api/v1/forecast") < first_router
+
+
+def test_answers_are_strict_json_and_a_non_finite_forecast_is_an_error(
+    installed: Settings, tmp_path: Path
+) -> None:
+    """orjson would write NaN/inf as null: the forecast refuses them before it gets there."""
+    hot = TestClient(create_app(installed, clock=lambda: NOW))
+    plain = TestClient(create_app(installed, clock=lambda: NOW, hot_paths=False))
+    with hot, plain:
+        for client in (hot, plain):
+            for url in ("/predict", "/api/v1/forecast?horizon=3", "/api/v1/models"):
+                answer = client.get(url)
+                assert answer.status_code == 200 and strict_json(answer.content), url
+        # A close near the float maximum is valid data, but its interval overflows.
+        huge = tmp_path / "huge.csv"
+        huge.write_text(
+            "Date,Open,High,Low,Close,Adj Close,Volume\n"
+            "2025-11-30,1e308,1.79e308,1e308,1.79e308,0,1\n"
+        )
+        engine = create_db_engine(installed)
+        ingest(installed, engine, IngestRequest(asset="BTC-USD", path=huge), now=NOW)
+        engine.dispose()
+        for client in (hot, plain):
+            client.app.state.serving.refresh()
+            for url in ("/predict", "/api/v1/forecast?horizon=3"):
+                answer = client.get(url)
+                body = strict_json(answer.content)
+                assert (answer.status_code, body["code"]) == (503, "artifact_damaged"), url
+                assert "forecast is not finite" in body["detail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import AUTH
@@ -70,6 +71,20 @@ def test_models_promote_and_rollback(client: TestClient, installed) -> None:
     again = client.post("/api/v1/models/BTC-USD/rollback", headers=AUTH)
     assert again.status_code == 409 and again.json()["code"] == "no_model"
     assert client.get("/api/v1/models/999").json()["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("version", [0, 2**31, 2**63, 2**64])
+def test_version_ids_beyond_the_database_keys_are_invalid_parameters(
+    client: TestClient, version: int
+) -> None:
+    """One bound for the CLI and the API: the key column's (PostgreSQL refuses 2^31 in it)."""
+    for answer in (
+        client.get(f"/api/v1/models/{version}"),
+        client.post(f"/api/v1/models/{version}/promote", headers=AUTH),
+    ):
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_parameter"
+    largest = client.get(f"/api/v1/models/{2**31 - 1}")
+    assert largest.status_code == 404 and largest.json()["code"] == "model_not_found"
 
 
 def test_served_forecasts_are_recorded_once_in_the_ledger(client: TestClient) -> None:

@@ -142,3 +142,21 @@ def test_train_model_holdout_then_final_fit_on_everything() -> None:
     assert set(outcome.baseline["naive"]) == {"rmse", "mae", "mape", "r2"}
     json.dumps(outcome.residuals_per_horizon)  # JSON-ready
     assert len(outcome.residuals_per_horizon) == 3
+
+
+class OverflowingDrift(DriftForecaster):
+    """Drift whose forecasts from the 3rd window on are infinite (a model that diverged)."""
+
+    def predict_batch(self, windows: np.ndarray) -> np.ndarray:
+        forecasts = super().predict_batch(windows)
+        forecasts[2:, 1] = np.inf
+        return forecasts
+
+
+def test_non_finite_forecasts_are_refused_not_turned_into_metrics() -> None:
+    y = random_walk(60)
+    model = OverflowingDrift(max_horizon=2).fit(y[:40])
+    with pytest.raises(InvalidInputError, match=r"drift forecasts from close #41 are not finite"):
+        forecast_origins(model, y, np.arange(39, 59), 2)
+    with pytest.raises(InvalidInputError, match="not finite"):
+        holdout_evaluate(lambda: OverflowingDrift(max_horizon=2), y, max_horizon=2)

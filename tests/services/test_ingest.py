@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,11 +18,16 @@ from btc_predictor.services.ingest import bootstrap, data_status, ingest
 from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.sources import make_source
 from btc_predictor.sources.base import CandleSource
+from btc_predictor.sources.exchange import ExchangeSource
+from btc_predictor.sources.yahoo import YahooSource
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
 from btc_predictor.storage.tables import IngestRunRow
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
+from tests.sources.http_stub import HttpStub
+from tests.sources.test_exchange import KRAKEN
+from tests.sources.test_exchange import client as exchange_client
 
 CLOCK = datetime(2024, 2, 1, 9, tzinfo=UTC)  # 31 closed days in January 2024
 
@@ -348,3 +355,133 @@ def test_real_adapters_exchange_down_falls_back_to_yahoo(
     assert list(report.failed_sources) == ["exchange:kraken"] and sleeps == [1.0, 2.0]
     assert len(http_stub.seen("/v8/finance/chart/BTC-USD")) == 1
     assert stored(engine)[-1].ts.date() == date(2024, 1, 5)  # the live 6 January candle is dropped
+
+
+# One bad field per day, 2024-01-03 .. 2024-01-08: every spelling of a non-finite number the
+# formats allow (CSV text, JSON tokens, ccxt's numeric strings), and NaN for comparison.
+NON_FINITE = {
+    3: ("open", "inf"),
+    4: ("high", "Infinity"),
+    5: ("low", "-inf"),
+    6: ("close", "1e400"),
+    7: ("volume", "9" * 400),
+    8: ("close", "nan"),
+}
+REJECTED_NON_FINITE = [
+    "2024-01-03: open inf is not a finite number",
+    "2024-01-04: high inf is not a finite number",
+    "2024-01-05: low -inf is not a finite number",
+    "2024-01-06: close inf is not a finite number",
+    "2024-01-07: volume inf is not a finite number",
+]
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def stamp(day: date) -> int:
+    """Unix seconds of ``day`` at 00:00 UTC."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def january_rows(last: int = 10) -> list[tuple[date, dict[str, str]]]:
+    """Sound OHLCV text per day of January 2024, with the NON_FINITE fields swapped in."""
+    rows = []
+    for day in range(1, last + 1):
+        values = dict(zip(FIELDS, ("100", "110", "90", "105", "5"), strict=True))
+        if day in NON_FINITE:
+            field_name, text = NON_FINITE[day]
+            values[field_name] = text
+        rows.append((date(2024, 1, day), values))
+    return rows
+
+
+def _csv_cdd(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
+    header = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"
+    lines = [
+        f"{stamp(d)},{d},BTC/USD,{v['open']},{v['high']},{v['low']},{v['close']},{v['volume']},500"
+        for d, v in reversed(january_rows(11))  # newest first; the 11th is the download day
+    ]
+    path = tmp_path / "cdd.csv"
+    path.write_text("\n".join(["https://www.CryptoDataDownload.com", header, *lines]))
+    return make_source("csv", Settings(), path=path, clock=lambda: CLOCK)
+
+
+def _csv_yahoo(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
+    lines = [
+        f"{d},{v['open']},{v['high']},{v['low']},{v['close']},{v['close']},{v['volume']}"
+        for d, v in january_rows()
+    ]
+    path = tmp_path / "yahoo.csv"
+    path.write_text("\n".join(["Date,Open,High,Low,Close,Adj Close,Volume", *lines]))
+    return make_source("csv", Settings(), path=path, clock=lambda: CLOCK)
+
+
+def _yahoo(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
+    rows = january_rows()
+    # The JSON text holds the raw tokens: Python's json (so Yahoo's client) reads NaN,
+    # Infinity, 1e400 and a 400-digit integer without complaint.
+    tokens = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
+    columns = [f'"{n}":[{",".join(tokens.get(v[n], v[n]) for _, v in rows)}]' for n in FIELDS]
+    chart = {"timestamp": [stamp(d) for d, _ in rows], "indicators": {"quote": ["QUOTE"]}}
+    body = json.dumps({"chart": {"result": [chart], "error": None}})
+    body = body.replace('"QUOTE"', "{" + ",".join(columns) + "}")
+    http_stub.route("/v8/finance/chart/BTC-USD", lambda query, path: (200, body, {}))
+    return YahooSource(base_url=http_stub.url, timeout=2.0, retries=0, clock=lambda: CLOCK)
+
+
+def _kraken(tmp_path: Path, http_stub: HttpStub) -> CandleSource:
+    # Kraken sends numbers as strings; ccxt reads "inf", "Infinity" and "1e400" as floats.
+    rows = [
+        [stamp(d), v["open"], v["high"], v["low"], v["close"], "0", v["volume"], 9]
+        for d, v in january_rows()
+    ]
+    answer = {"error": [], "result": {"XXBTZUSD": rows, "last": rows[-1][0]}}
+    http_stub.route(KRAKEN, lambda query, path: (200, answer, {}))
+    return ExchangeSource(
+        "kraken",
+        client=exchange_client("kraken", http_stub.url),
+        timeout=2.0,
+        retries=0,
+        clock=lambda: CLOCK,
+    )
+
+
+@pytest.mark.parametrize(
+    "build", [_csv_cdd, _csv_yahoo, _yahoo, _kraken], ids=lambda f: f.__name__[1:]
+)
+def test_every_source_rejects_non_finite_values_like_nan(
+    sqlite_settings: Settings,
+    tmp_path: Path,
+    http_stub: HttpStub,
+    build: Callable[[Path, HttpStub], CandleSource],
+) -> None:
+    from btc_predictor.storage.db import create_db_engine, upgrade
+
+    source = build(tmp_path, http_stub)
+    engine = create_db_engine(sqlite_settings)
+    upgrade(engine)
+    report = ingest(
+        sqlite_settings,
+        engine,
+        IngestRequest(asset="BTC-USD", source=source.name),
+        now=CLOCK,
+        source_factory=lambda _spec: source,
+    )
+    assert (report.rejected, report.inserted) == (6, 4)
+    assert report.rejected_examples == REJECTED_NON_FINITE
+    assert [c.ts.day for c in stored(engine)] == [1, 2, 9, 10]
+
+
+def test_a_future_newest_row_of_a_cdd_file_is_rejected_and_reported(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """The download day is the newest row not in the future; the future row is a bad row."""
+    header = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"
+    days = [date(2024, 2, 5), date(2024, 2, 1), date(2024, 1, 31), date(2024, 1, 30)]
+    lines = [f"{stamp(d)},{d},BTC/USD,100,110,90,105,5,525" for d in days]  # newest first
+    path = tmp_path / "Bitstamp_BTCUSD_d.csv"
+    path.write_text("\n".join(["https://www.CryptoDataDownload.com", header, *lines]))
+    report = ingest(settings, engine, IngestRequest(asset="BTC-USD", path=path), now=CLOCK)
+    assert (report.fetched, report.rejected, report.inserted) == (3, 1, 2)
+    assert report.rejected_examples == ["2024-02-05: timestamp is in the future"]
+    assert "(2024-02-01): it is the download day" in report.notes[0]
+    assert [c.ts.date() for c in stored(engine)] == [date(2024, 1, 30), date(2024, 1, 31)]

@@ -120,6 +120,35 @@ def test_yahoo_export_format(tmp_path: Path) -> None:
             "Date,Open,High,Low,Close,Volume\nyesterday,1,2,1,1,1\n",
             ":2: date `yesterday` is not YYYY-MM-DD",
         ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,2,{'9' * 200_000},1,1,1\n",
+            ":3: not valid CSV (field larger than field limit",
+        ),
+        (
+            f'{CDD_HEADER}\n{cdd_row(3)}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,2,"1,1,1,1\n',
+            ":4: not valid CSV (unexpected end of data)",
+        ),
+        (
+            f'{CDD_HEADER}\n{cdd_row(2)}\n1704067200,2024-01-01,BTC/USD,1,"2"x,1,1,1,1\n',
+            ":3: not valid CSV (',' expected after '\"')",
+        ),
+        ('Date,"Open,High\n2024-01-01,1,2\n', ":1: not valid CSV"),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n9e15,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `9e15` is beyond",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n1e20,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `1e20` is beyond",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\n-5,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `-5` is not a",
+        ),
+        (
+            f"{CDD_HEADER}\n{cdd_row(2)}\ninf,2024-01-01,BTC/USD,1,2,1,1,1,1\n",
+            ":3: unix `inf` is not a",
+        ),
     ],
 )
 def test_bad_files_fail_with_file_and_line(
@@ -136,3 +165,34 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         CsvSource(tmp_path / "nope.csv").fetch(BTC, None, END)
     with pytest.raises(DataFileError, match="is a directory"):
         CsvSource(tmp_path).fetch(BTC, None, END)
+
+
+def test_future_rows_reach_validation_and_the_download_day_is_the_newest_past_row(
+    tmp_path: Path,
+) -> None:
+    """Downloaded on 10 January, with a row dated the 20th on top: the 20th is reported as a
+    future row (not taken for the download day), and the 10th is dropped as the download day."""
+    now = datetime(2024, 1, 10, 15, tzinfo=UTC)
+    rows = [cdd_row(20), cdd_row(10), cdd_row(9), cdd_row(8)]
+    source = CsvSource(write(tmp_path, "\n".join([CDD_HEADER, *rows])), clock=lambda: now)
+    result = source.fetch(BTC, None, now.date())
+    assert [c.ts.day for c in result.candles] == [8, 9, 20]
+    assert result.notes == [
+        "dropped the newest row not dated in the future (2024-01-10): "
+        "it is the download day, not a closed candle"
+    ]
+    checked = validate_candles(result.candles, now)
+    assert [c.ts.day for c in checked.valid] == [8, 9]
+    assert checked.rejected == ["2024-01-20: timestamp is in the future"]
+
+
+def test_a_yahoo_file_row_for_today_is_reported_not_dropped(tmp_path: Path) -> None:
+    now = datetime(2024, 1, 3, 15, tzinfo=UTC)
+    text = "Date,Open,High,Low,Close,Volume\n2024-01-01,1,2,1,1,1\n2024-01-02,1,2,1,1,1\n2024-01-03,1,2,1,1,1\n2024-01-09,1,2,1,1,1\n"
+    result = CsvSource(write(tmp_path, text), clock=lambda: now).fetch(BTC, None, now.date())
+    checked = validate_candles(result.candles, now)
+    assert [c.ts.day for c in checked.valid] == [1, 2]
+    assert checked.rejected == [
+        "2024-01-03: day has not closed yet",
+        "2024-01-09: timestamp is in the future",
+    ]

@@ -360,3 +360,12 @@ def test_production_client_has_rate_limiting_and_timeout() -> None:
     assert source.name == "exchange:bitstamp"
     assert source._client.enableRateLimit is True
     assert source._client.timeout == 7500
+
+
+def test_a_timestamp_beyond_any_date_is_an_unusable_page(
+    http_stub: HttpStub, make: Callable[..., ExchangeSource]
+) -> None:
+    rows = [[10**20, "1", "2", "1", "1", "0", "1", 1]]  # seconds: ccxt makes it 1e23 ms
+    http_stub.route(KRAKEN, lambda q, p: (200, {"error": [], "result": {"XXBTZUSD": rows}}, {}))
+    with pytest.raises(DataSourceError, match="unexpected OHLCV page"):
+        make().fetch(BTC, None, TODAY)

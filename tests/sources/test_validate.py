@@ -19,7 +19,13 @@ GOOD = make_candles(date(2024, 1, 1), 1)[0]
 @pytest.mark.parametrize(
     ("candle", "reason"),
     [
-        (replace(GOOD, close=math.nan), "close nan is not a positive price"),
+        (replace(GOOD, close=math.nan), "close nan is not a finite number"),
+        (replace(GOOD, high=math.inf), "high inf is not a finite number"),
+        (replace(GOOD, low=-math.inf), "low -inf is not a finite number"),
+        (replace(GOOD, open=float("1e400")), "open inf is not a finite number"),
+        (replace(GOOD, close=float("9" * 400)), "close inf is not a finite number"),
+        (replace(GOOD, volume=math.inf), "volume inf is not a finite number"),
+        (replace(GOOD, volume=math.nan), "volume nan is not a finite number"),
         (replace(GOOD, open=0.0), "open 0.0 is not a positive price"),
         (replace(GOOD, low=-1.0), "low -1.0 is not a positive price"),
         (replace(GOOD, high=GOOD.close - 1), "is below open/close"),
@@ -34,6 +40,7 @@ def test_bad_candles_are_rejected_with_a_reason(candle: Candle, reason: str) -> 
     result = validate_candles([candle], NOW)
     assert result.valid == []
     assert len(result.rejected) == 1 and reason in result.rejected[0]
+    assert result.rejected[0].startswith(f"{candle.ts.date().isoformat()}: ")  # names the day
 
 
 def test_zero_volume_is_valid_and_output_is_ascending() -> None:

@@ -77,3 +77,11 @@ def test_unsupported_and_unreachable_databases(tmp_path: Path) -> None:
     engine: Engine = create_db_engine(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
     with pytest.raises(UnavailableError, match="database unreachable"):
         upgrade(engine)
+
+
+def test_an_sqlite_path_that_cannot_be_created_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(InvalidInputError, match=r"for the database: .*/file is a file"):
+        create_db_engine(Settings(database_url=f"sqlite:///{tmp_path}/file/sub/btc.db"))
+    with pytest.raises(InvalidInputError, match="cannot create /proc/nope for the database"):
+        create_db_engine(Settings(database_url="sqlite:////proc/nope/btc.db"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, update
+from sqlalchemy.exc import StatementError
 
 from btc_predictor.errors import ArtifactError, ModelNotFoundError, NoModelError
 from btc_predictor.storage import model_store as store
@@ -181,3 +182,52 @@ def test_export_writes_the_three_verified_files(engine: Engine, tmp_path: Path) 
     with read_session(engine) as session, pytest.raises(ArtifactError):
         store.export_version(session=session, version_id=vid, directory=tmp_path / "again")
     assert not (tmp_path / "again").exists()
+
+
+def naive_version(summary: dict[str, object] | None = None) -> store.NewVersion:
+    """A version row of a naive model with the given summary."""
+    return store.NewVersion(
+        asset="BTC-USD",
+        model="naive",
+        created_at=NOW,
+        train_start=date(2018, 1, 1),
+        train_end=date(2024, 12, 31),
+        data_points=10,
+        data_sha256="ab" * 32,
+        seed=0,
+        training_duration=0.1,
+        holdout_mase=None,
+        summary=summary or {},
+    )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_meta_with_a_non_finite_number_is_refused_and_nothing_is_stored(
+    engine: Engine, bad: float
+) -> None:
+    meta = {"model": "naive", "residuals_per_horizon": [[0.01, bad]]}
+    artifacts = store.ArtifactSet(b"o", b"w", meta)
+    where = r"meta.residuals_per_horizon\[0\]\[1\]"
+    with (
+        pytest.raises(ArtifactError, match=f"non-finite number at `{where}`"),
+        write_session(engine) as session,
+    ):
+        store.save_version(session=session, version=naive_version(), artifacts=artifacts)
+    with read_session(engine) as session:
+        assert store.list_versions(session=session) == []
+
+
+def test_json_columns_hold_strict_json_on_every_backend(engine: Engine) -> None:
+    """SQLite would store NaN in a JSON column (PostgreSQL refuses it): both refuse it now.
+
+    SQLAlchemy wraps the serialiser's ValueError for SQLite; psycopg raises it as it is.
+    """
+    artifacts = store.ArtifactSet(b"o", b"w", {})
+    with (
+        pytest.raises((StatementError, ValueError), match="Out of range float values are not JSON"),
+        write_session(engine) as session,
+    ):
+        version = naive_version({"metrics": {"mase": float("nan")}})
+        store.save_version(session=session, version=version, artifacts=artifacts)
+    with read_session(engine) as session:
+        assert store.list_versions(session=session) == []

@@ -87,6 +87,8 @@ async def forecast(request: Request) -> Response:
 
 def _json(body: dict[str, Any]) -> Response:
     """A JSON response written by orjson (floats round-trip exactly, like json.dumps)."""
+    # orjson writes NaN and inf as null; a forecast never holds one (OnnxModel.forecast
+    # raises instead), so this stays strict JSON without a check per request.
     return Response(orjson.dumps(body), media_type="application/json")
 
 

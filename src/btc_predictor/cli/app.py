@@ -20,6 +20,7 @@ from btc_predictor.cli.common import (
     StartOpt,
     VersionArg,
     build,
+    checked,
     command,
     engine,
     epochs_progress,
@@ -30,12 +31,16 @@ from btc_predictor.cli.common import (
     safe_url,
     settings,
     state,
+    writable_file,
+    writable_folder,
 )
 from btc_predictor.shapes.common import (
     DEFAULT_ASSET,
     DEFAULT_HORIZON,
     DEFAULT_LEVEL,
     DEFAULT_REFIT_EVERY,
+    ModelName,
+    VersionId,
 )
 from btc_predictor.sources.base import utc_now
 
@@ -215,6 +220,8 @@ def backtest(
         seed=seed,
         epochs=epochs,
     )
+    if plot is not None:
+        writable_file(plot, "--plot")
     config = settings()
     with progress("backtest folds") as update:
         report = run_backtest(config, engine(config), request, progress=update)
@@ -232,6 +239,8 @@ def models_list(
     """Model versions, newest first."""
     from btc_predictor.services.versions import list_models
 
+    if model is not None:
+        checked(ModelName, model, "--model")
     rows = list_models(engine(settings()), asset=asset, model=model)
     print_json(rows) if as_json else views.show_models(rows)
 
@@ -258,7 +267,7 @@ def models_show(version: VersionArg) -> None:
     """One version in full (JSON), with its promotions."""
     from btc_predictor.services.versions import show_model
 
-    print_json(show_model(engine(settings()), version))
+    print_json(show_model(engine(settings()), checked(VersionId, version, "version")))
 
 
 @command(models_app, "promote")
@@ -266,6 +275,7 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
     """Make a version the active one of its asset."""
     from btc_predictor.services.versions import promote_model
 
+    version = checked(VersionId, version, "version")
     row = promote_model(engine(settings()), version, now=utc_now(), reason="promoted by hand (cli)")
     print_json(row) if as_json else out.print(
         f"{row.asset}: version {row.id} ({row.model}) is active"
@@ -290,6 +300,8 @@ def models_export(
     """Write model.onnx, weights.safetensors and meta.json of a version to a folder."""
     from btc_predictor.services.versions import export_model
 
+    version = checked(VersionId, version, "version")
+    writable_folder(directory, "output folder")
     for path in export_model(engine(settings()), version, directory):
         out.print(str(path), markup=False)
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from rich.console import Console
 
-from btc_predictor.config import Settings
+from btc_predictor.config import Settings, blocking_file
 from btc_predictor.errors import BtcpError, InvalidInputError
 from btc_predictor.shapes.common import Shape, first_problem
 
@@ -31,6 +33,7 @@ err = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S", bound=Shape)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -102,6 +105,47 @@ def build(shape: type[S], **flags: Any) -> S:
         raise InvalidInputError(f"{flag}: {problem}") from None
 
 
+def checked(kind: Any, value: T, name: str) -> T:
+    """``value`` checked against a shapes type (its bounds, its names); errors name ``name``."""
+    try:
+        return cast(T, TypeAdapter(kind).validate_python(value))
+    except ValidationError as exc:
+        raise InvalidInputError(f"{name}: {first_problem(exc)[1]}") from None
+
+
+def writable_folder(folder: Path, name: str) -> Path:
+    """``folder`` if it exists or can be created, and can be written in; else bad input."""
+    problem = _folder_problem(folder)
+    if problem is not None:
+        raise InvalidInputError(f"{name} {folder}: {problem}")
+    return folder
+
+
+def writable_file(path: Path, name: str) -> Path:
+    """``path`` if a file can be written there (its folder as in ``writable_folder``)."""
+    problem = "is a folder, not a file" if path.is_dir() else _folder_problem(path.parent)
+    if problem is not None:
+        raise InvalidInputError(f"{name} {path}: {problem}")
+    return path
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (made if missing), or None.
+
+    Checked before any work, so a long backtest never ends on a path that cannot be written.
+    """
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    try:  # a real write: permissions, read-only mounts and pseudo file systems alike
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror})"
+    return None
+
+
 def settings() -> Settings:
     """Settings from the environment, with logging configured."""
     from btc_predictor.logs import configure_logging
@@ -122,8 +166,9 @@ def engine(config: Settings, *, migrate: bool = True) -> Engine:
 
 
 def print_json(payload: Any) -> None:
-    """Exactly one JSON document on stdout (result shapes are dumped as their JSON)."""
-    sys.stdout.write(json.dumps(_plain(payload)) + "\n")
+    """Exactly one strict JSON document on stdout (result shapes are dumped as their JSON)."""
+    # NaN and Infinity are not JSON: a non-finite number here is a bug, never output.
+    sys.stdout.write(json.dumps(_plain(payload), allow_nan=False) + "\n")
 
 
 def _plain(payload: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from btc_predictor.errors import ArtifactError, HorizonExceedsModelError
+from btc_predictor.errors import ArtifactError, HorizonExceedsModelError, NoDataError
 from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.intervals import intervals_per_horizon
 
@@ -48,11 +48,30 @@ class OnnxModel:
                 f"train with BTCP_MAX_HORIZON >= {horizon}"
             )
         window = np.ascontiguousarray(closes[-self.context_length :], dtype=np.float64)[None, :]
+        if not np.all(np.isfinite(window)):
+            # Only data stored before ingest refused non-finite values can get here.
+            raise NoDataError(
+                "the stored closes this forecast starts from include a non-finite value: "
+                "re-ingest those days"
+            )
         # [1, context] -> [1, max_horizon] price levels
         output = self.session.run(["forecast"], {"closes": window})[0]
         values = np.asarray(output, dtype=np.float64)[0, :horizon]
-        lower, upper = intervals_per_horizon(values, self.residuals, level)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
+            lower, upper = intervals_per_horizon(values, self.residuals, level)
+        _require_finite(values, lower, upper)
         return Forecast(values, lower, upper, level)
+
+
+def _require_finite(values: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
+    """A forecast is served only when every number in it is finite (JSON has no NaN or inf)."""
+    bad = ~(np.isfinite(values) & np.isfinite(lower) & np.isfinite(upper))
+    if bad.any():
+        h = int(np.argmax(bad)) + 1
+        raise ArtifactError(
+            f"this model's forecast is not finite at horizon {h} "
+            f"({values[h - 1]} in [{lower[h - 1]}, {upper[h - 1]}]): it cannot serve these closes"
+        )
 
 
 def _session(onnx: bytes, threads: int) -> ort.InferenceSession:

@@ -60,7 +60,20 @@ def forecast_origins(
         ]
         for i in range(0, idx.size, _BATCH_ROWS)  # np.array: a writable copy for torch
     ]
-    return np.concatenate(parts)
+    forecasts = np.concatenate(parts)
+    _require_finite(model, forecasts, idx)
+    return forecasts
+
+
+def _require_finite(model: Forecaster, forecasts: FloatArray, origins: IntArray) -> None:
+    """Refuse non-finite forecasts: they would become NaN metrics, residuals and reports."""
+    bad = np.flatnonzero(~np.isfinite(forecasts).all(axis=1))
+    if bad.size:
+        row = int(bad[0])
+        raise InvalidInputError(
+            f"{model.name} forecasts from close #{int(origins[row])} are not finite "
+            f"({forecasts[row, :3].tolist()}…): these closes are unusable for this model"
+        )
 
 
 # --- Holdout ------------------------------------------------------------------------------

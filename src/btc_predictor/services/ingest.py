@@ -48,7 +48,9 @@ def ingest(
     """Fetch candles through the source chain, validate, and store them in one transaction."""
     asset = parse_asset(request.asset)
     specs = _source_specs(settings, request)
-    factory = source_factory or (lambda spec: make_source(spec, settings, path=request.path))
+    factory = source_factory or (
+        lambda spec: make_source(spec, settings, path=request.path, clock=lambda: now)
+    )
     with read_session(engine) as session:
         owner = repo.source_of_record(session=session, asset=asset.symbol)
         spans = repo.asset_spans(session=session, asset=asset.symbol)

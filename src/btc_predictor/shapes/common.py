@@ -7,7 +7,6 @@ read them from these types.
 from __future__ import annotations
 
 import contextlib
-import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,12 +19,18 @@ from pydantic import (
     ValidationError,
 )
 
-ASSET_PATTERN = r"^[A-Za-z0-9]{2,12}[-/][A-Za-z0-9]{2,6}$"
+# ASSET_PATTERN is re-exported: the API's path and query parameters take it from here.
+from btc_predictor.config import ASSET_PATTERN as ASSET_PATTERN
+from btc_predictor.config import normalise_symbol
+
 DEFAULT_ASSET = "BTC-USD"
 DEFAULT_HORIZON = 7
 DEFAULT_LEVEL = 90
 DEFAULT_REFIT_EVERY = 30
 MAX_SEED = 2**31 - 1
+# Version ids are the model_versions key, an INTEGER column: 32-bit on PostgreSQL, whose
+# driver refuses a larger value in a query (SQLite overflows only past 2^63 - 1).
+MAX_VERSION_ID = 2**31 - 1
 
 # The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
 ModelKind = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
@@ -40,11 +45,7 @@ def _symbol(value: Any) -> Any:
     """``btc/usd`` -> ``BTC-USD``: one spelling of a symbol everywhere (others: refused)."""
     if not isinstance(value, str):
         return value  # the str type refuses it
-    if not re.match(ASSET_PATTERN, value.strip()):
-        raise ValueError(
-            f"`{value}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
-        )
-    return value.strip().upper().replace("/", "-")
+    return normalise_symbol(value)
 
 
 def _model_name(value: Any) -> Any:
@@ -87,6 +88,7 @@ Horizon = Annotated[
     int, Field(ge=1, le=365, description="days ahead (1..BTCP_MAX_HORIZON)"), _whole_number
 ]
 Epochs = Annotated[int, Field(ge=1, le=10_000, description="cap on training epochs"), _whole_number]
+VersionId = Annotated[int, Field(ge=1, le=MAX_VERSION_ID, description="model version id")]
 Days = Annotated[int, Field(ge=1, le=20_000), _whole_number]
 RefitEvery = Annotated[
     int, Field(ge=1, le=3650, description="refit the model every K days"), _whole_number

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError
-from btc_predictor.sources.base import CandleSource
+from btc_predictor.sources.base import CandleSource, utc_now
 
 KINDS = ("yahoo", "csv", "exchange:<id>")
 
@@ -19,8 +21,18 @@ def check_source_spec(spec: str) -> str:
     raise InvalidInputError(f"unknown source `{spec}` (use one of: {', '.join(KINDS)})")
 
 
-def make_source(spec: str, settings: Settings, *, path: Path | None = None) -> CandleSource:
-    """Build the source named by ``spec``; adapters are imported only when used."""
+def make_source(
+    spec: str,
+    settings: Settings,
+    *,
+    path: Path | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> CandleSource:
+    """Build the source named by ``spec``; adapters are imported only when used.
+
+    ``clock`` is the source's "now" (which day is still forming): the caller's, so that
+    the source and the validation after it agree on what is in the future.
+    """
     name = check_source_spec(spec)
     timeout = settings.source_timeout.total_seconds()
     if name == "csv":
@@ -28,13 +40,17 @@ def make_source(spec: str, settings: Settings, *, path: Path | None = None) -> C
             raise InvalidInputError("--source csv needs --path FILE")
         from btc_predictor.sources.csv import CsvSource
 
-        return CsvSource(path)
+        return CsvSource(path, clock=clock)
     if name == "yahoo":
         from btc_predictor.sources.yahoo import YahooSource
 
         return YahooSource(
-            timeout=timeout, retries=settings.source_retries, base_url=settings.yahoo_url
+            timeout=timeout,
+            retries=settings.source_retries,
+            base_url=settings.yahoo_url,
+            clock=clock,
         )
     from btc_predictor.sources.exchange import ExchangeSource
 
-    return ExchangeSource(name.split(":", 1)[1], timeout=timeout, retries=settings.source_retries)
+    exchange = name.split(":", 1)[1]
+    return ExchangeSource(exchange, timeout=timeout, retries=settings.source_retries, clock=clock)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
+from btc_predictor.config import normalise_symbol
 from btc_predictor.errors import InvalidInputError
 
 DAY = timedelta(days=1)
@@ -14,7 +14,6 @@ INTERVAL = "1d"
 # Retries of transient source failures wait 1, 2, 4, … seconds, never more than 30.
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
-_ASSET = re.compile(r"^([A-Z0-9]{2,12})-([A-Z0-9]{2,6})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +39,11 @@ class Asset:
 
 def parse_asset(text: str) -> Asset:
     """Parse ``BTC-USD`` (any case, ``/`` accepted) or raise InvalidInputError."""
-    match = _ASSET.match(text.strip().upper().replace("/", "-"))
-    if not match:
-        raise InvalidInputError(
-            f"asset `{text}` is not of the form BASE-QUOTE (for example BTC-USD or ETH-USD)"
-        )
-    return Asset(match.group(1), match.group(2))
+    try:
+        base, quote = normalise_symbol(text).split("-")
+    except ValueError as exc:
+        raise InvalidInputError(f"asset {exc}") from None
+    return Asset(base, quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +72,10 @@ class CandleSource(Protocol):
     """A provider of closed daily UTC candles.
 
     ``fetch`` returns candles with ``start <= ts < end`` (``start=None``: all history it has),
-    ascending, never the still-forming current day. Transport failures and unusable payloads
-    raise :class:`~btc_predictor.errors.DataSourceError`, never an empty result in disguise.
+    ascending, never the still-forming current day as a closed candle: a file's rows dated
+    today or later come back as they are, for validation to reject and report. Transport
+    failures and unusable payloads raise :class:`~btc_predictor.errors.DataSourceError`,
+    never an empty result in disguise.
     """
 
     name: str
@@ -96,8 +96,11 @@ def today_utc(now: datetime) -> date:
 
 
 def from_epoch_seconds(seconds: float) -> datetime:
-    """An aware UTC datetime from a Unix timestamp."""
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    """An aware UTC datetime from a Unix timestamp; ValueError when no date has it."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # which one depends on the platform
+        raise ValueError(f"timestamp {seconds} is out of the range of dates") from exc
 
 
 def utc_now() -> datetime:

@@ -11,7 +11,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from btc_predictor.errors import DataFileError
-from btc_predictor.sources.base import Asset, Candle, FetchResult, from_epoch_seconds, utc_day
+from btc_predictor.sources.base import (
+    Asset,
+    Candle,
+    FetchResult,
+    from_epoch_seconds,
+    today_utc,
+    utc_day,
+    utc_now,
+)
 
 # Both volumes positive and base·close this many times off the quote volume (either way)
 # while the swapped pair agrees within SWAP_AGREE: the columns were swapped in the export.
@@ -37,31 +45,44 @@ class CsvSource:
 
     name = "csv"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.path = path
+        self._clock = clock
 
     def fetch(self, asset: Asset, start: date | None, end: date) -> FetchResult:
-        """Candles in ``[start, end)``; a CryptoDataDownload file loses its newest day."""
+        """Candles in ``[start, end)`` and any dated today or later; minus a CDD download day."""
+        today = today_utc(self._clock())
+        rows = self._rows(asset)
+        result = FetchResult(self.name, [])
+        if rows and rows[0].quote_volume is not None:  # only CryptoDataDownload rows have one
+            rows, result.fixed_volume = _drop_download_day_and_fix(rows, today, result)
+        low = utc_day(start) if start else None
+        high = utc_day(end)
+        # Rows dated today or later stay whatever the range: validation rejects and reports
+        # them (the still-forming day, the future), so a file never loses a row unseen.
+        result.candles = sorted(
+            (
+                r.candle
+                for r in rows
+                if (low is None or r.candle.ts >= low)
+                and (r.candle.ts < high or r.candle.ts.date() >= today)
+            ),
+            key=lambda c: c.ts,
+        )
+        return result
+
+    def _rows(self, asset: Asset) -> list[_Row]:
+        """Every data row of the file, parsed by the format its header names."""
         text = _read_text(self.path)
         lines = text.splitlines()
         header_at = _header_line(lines, self.path)
-        header = [h.strip().lower() for h in next(csv.reader([lines[header_at]]))]
+        header = [h.strip().lower() for h in _header_fields(lines[header_at], header_at, self.path)]
         parse = (
             _cdd_parser(header, asset, self.path)
             if header[0] == "unix"
             else _yahoo_parser(header, self.path)
         )
-        rows = list(_parse_rows(lines, header_at, parse, self.path))
-        result = FetchResult(self.name, [])
-        if header[0] == "unix" and rows:
-            rows, result.fixed_volume = _drop_newest_and_fix(rows, result)
-        low = utc_day(start) if start else None
-        high = utc_day(end)
-        result.candles = sorted(
-            (r.candle for r in rows if (low is None or r.candle.ts >= low) and r.candle.ts < high),
-            key=lambda c: c.ts,
-        )
-        return result
+        return list(_parse_rows(lines, header_at, parse, self.path))
 
 
 def _read_text(path: Path) -> str:
@@ -96,17 +117,32 @@ def _header_line(lines: list[str], path: Path) -> int:
     )
 
 
+def _header_fields(line: str, header_at: int, path: Path) -> list[str]:
+    """The header line's fields, or a DataFileError when it is not valid CSV."""
+    reader = csv.reader([line], strict=True)
+    try:
+        return next(reader)
+    except csv.Error as exc:
+        raise DataFileError(f"{path}:{header_at + 1}: not valid CSV ({exc})") from None
+
+
 _Parser = Callable[[list[str], int], _Row]
 
 
 def _parse_rows(lines: list[str], header_at: int, parse: _Parser, path: Path) -> Iterator[_Row]:
     """Parse every data line; any malformed line fails the whole file (nothing is stored)."""
-    body = io.StringIO("\n".join(lines[header_at + 1 :]))
-    for offset, fields in enumerate(csv.reader(body)):
-        line = header_at + 2 + offset
-        if not fields or not "".join(fields).strip():
-            continue
-        yield parse(fields, line)
+    # strict: an unbalanced quote is an error, not a field that swallows the lines after it.
+    reader = csv.reader(io.StringIO("\n".join(lines[header_at + 1 :])), strict=True)
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:  # also a field over csv's size limit (128 KiB)
+            line = header_at + 1 + reader.line_num
+            raise DataFileError(f"{path}:{line}: not valid CSV ({exc})") from None
+        if fields is None:
+            break
+        if fields and "".join(fields).strip():
+            yield parse(fields, header_at + 1 + reader.line_num)
     if header_at + 1 >= len(lines):
         raise DataFileError(f"{path}: header only, no data rows")
 
@@ -163,8 +199,13 @@ def _cdd_time(fields: list[str], cols: dict[str, int], path: Path, line: int) ->
     seconds = _number(fields, cols["unix"], "unix", path, line)
     if not math.isfinite(seconds) or seconds <= 0:
         raise DataFileError(f"{path}:{line}: unix `{fields[cols['unix']]}` is not a timestamp")
-    # CryptoDataDownload switched from milliseconds to seconds at some point.
-    return from_epoch_seconds(seconds / 1000 if seconds > 1e11 else seconds)
+    try:
+        # CryptoDataDownload switched from milliseconds to seconds at some point.
+        return from_epoch_seconds(seconds / 1000 if seconds > 1e11 else seconds)
+    except ValueError:
+        raise DataFileError(
+            f"{path}:{line}: unix `{fields[cols['unix']]}` is beyond the dates a calendar holds"
+        ) from None
 
 
 def _yahoo_parser(header: list[str], path: Path) -> _Parser:
@@ -191,14 +232,24 @@ def _yahoo_date(raw: str, path: Path, line: int) -> datetime:
     return parsed.replace(tzinfo=UTC)
 
 
-def _drop_newest_and_fix(rows: list[_Row], result: FetchResult) -> tuple[list[_Row], int]:
-    """Drop the download-day row and un-swap volume columns that are clearly swapped."""
-    newest = max(rows, key=lambda r: r.candle.ts)
-    result.notes.append(
-        f"dropped the newest row ({newest.candle.ts.date().isoformat()}): "
-        "it is the download day, not a closed candle"
-    )
-    kept = [r for r in rows if r is not newest]
+def _drop_download_day_and_fix(
+    rows: list[_Row], today: date, result: FetchResult
+) -> tuple[list[_Row], int]:
+    """Drop the download-day row and un-swap volume columns that are clearly swapped.
+
+    The download day is the newest row not dated in the future: a file cannot have been
+    downloaded after today, so a later row is a bad row for validation to report.
+    """
+    past = [r for r in rows if r.candle.ts.date() <= today]
+    kept = rows
+    if past:
+        newest = max(past, key=lambda r: r.candle.ts)
+        which = "newest row" if len(past) == len(rows) else "newest row not dated in the future"
+        result.notes.append(
+            f"dropped the {which} ({newest.candle.ts.date().isoformat()}): "
+            "it is the download day, not a closed candle"
+        )
+        kept = [r for r in rows if r is not newest]
     fixed = [_unswap(r) for r in kept]
     return fixed, sum(1 for before, after in zip(kept, fixed, strict=True) if before is not after)
 

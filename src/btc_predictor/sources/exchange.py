@@ -31,6 +31,7 @@ PAGE_DAYS = {"kraken": 720, "bitstamp": 1000, "coinbase": 300}
 # These answer the window [since, since + page): an empty page may just precede the listing.
 WINDOWED = frozenset({"bitstamp", "coinbase"})
 _DAY_MS = 86_400_000
+_LAST_MS = 253_402_300_800_000  # 10000-01-01: past it, no datetime holds the timestamp
 _SNIPPET = 300
 # ccxt's own message for an HTTP error: "<id> <METHOD> <url> <status> <reason> <body>".
 _STATUS_IN_MESSAGE = re.compile(r"^\S+ [A-Z]+ \S+ (\d{3}) ")
@@ -190,7 +191,10 @@ def _checked(source: str, page: Any) -> list[Row]:
 
 
 def _is_row(row: Any) -> bool:
+    """Whether ``row`` is ``[ts_ms, o, h, l, c, v]`` with a timestamp a date can hold."""
     if not (isinstance(row, list) and len(row) >= 6 and isinstance(row[0], int)):
+        return False
+    if not 0 <= row[0] < _LAST_MS:
         return False
     return all(value is None or isinstance(value, int | float) for value in row[1:6])
 

@@ -39,11 +39,15 @@ def validate_candles(candles: Iterable[Candle], now: datetime) -> Validated:
 def candle_problem(candle: Candle, today: datetime) -> str | None:
     """Why a candle cannot be stored, or None when it is sound."""
     prices = {"open": candle.open, "high": candle.high, "low": candle.low, "close": candle.close}
+    # NaN and ±inf alike: every source parses "inf", "Infinity" or "1e400" to a float.
+    for name, value in [*prices.items(), ("volume", candle.volume)]:
+        if not math.isfinite(value):
+            return f"{name} {value} is not a finite number"
     for name, value in prices.items():
-        if math.isnan(value) or value <= 0:
+        if value <= 0:
             return f"{name} {value} is not a positive price"
-    if math.isnan(candle.volume) or candle.volume < 0:
-        return f"volume {candle.volume} is negative or missing"
+    if candle.volume < 0:
+        return f"volume {candle.volume} is negative"
     if candle.high < max(candle.open, candle.close):
         return f"high {candle.high} is below open/close"
     if candle.low > min(candle.open, candle.close):

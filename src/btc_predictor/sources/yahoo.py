@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -192,7 +193,16 @@ def _day_of(stamp: Any) -> date:
 
 
 def _floats(values: list[Any]) -> list[float]:
+    """Chart values as floats; validation rejects the non-finite ones with their day."""
     try:
-        return [float(v) for v in values]
+        return [_float(v) for v in values]
     except (TypeError, ValueError) as exc:
         raise DataSourceError("yahoo", f"non-numeric value in chart JSON: {values!r}") from exc
+
+
+def _float(value: Any) -> float:
+    """A JSON number as a float: an integer too long for one is ±inf, like the text ``1e400``."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -14,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from btc_predictor.config import Settings
+from btc_predictor.config import Settings, blocking_file
 from btc_predictor.errors import InvalidInputError, UnavailableError
 
 # Any constant works; it only has to be the same in every process that migrates.
@@ -30,18 +31,23 @@ def create_db_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "postgresql":
         if url.get_driver_name() in ("", "psycopg2"):
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=_strict_json)
     raise InvalidInputError(
         f"BTCP_DATABASE_URL `{url.render_as_string()}` is not SQLite or PostgreSQL"
     )
+
+
+def _strict_json(value: Any) -> str:
+    """JSON columns hold strict JSON on every backend (PostgreSQL refuses NaN; SQLite would not)."""
+    return json.dumps(value, allow_nan=False)
 
 
 def _sqlite_engine(url: str) -> Engine:
     """SQLite with WAL (readers never wait for the writer) and IMMEDIATE write transactions."""
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+        _make_folder(Path(database).parent)
+    engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_strict_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -62,6 +68,19 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the SQLite file's folder, or say why it cannot be (bad input, not a crash)."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        raise InvalidInputError(f"cannot create {folder} for the database: {blocker} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create {folder} for the database: {exc.strerror}"
+        ) from None
 
 
 def _enable_wal(cursor: Any) -> None:

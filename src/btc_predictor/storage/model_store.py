@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -100,8 +101,25 @@ def save_version(*, session: Session, version: NewVersion, artifacts: ArtifactSe
 
 
 def _dump(meta: dict[str, Any]) -> bytes:
-    """meta.json bytes (stable key order, so checksums are reproducible)."""
-    return json.dumps(meta, sort_keys=True, indent=1).encode()
+    """meta.json bytes (stable key order, so checksums are reproducible), strict JSON only."""
+    try:
+        return json.dumps(meta, sort_keys=True, indent=1, allow_nan=False).encode()
+    except ValueError:  # NaN or ±inf: JSON has no spelling for them
+        where = _non_finite_at(meta) or "meta"
+        raise ArtifactError(f"meta.json would hold a non-finite number at `{where}`") from None
+
+
+def _non_finite_at(value: Any, path: str = "meta") -> str | None:
+    """The key path of the first NaN or infinite float inside ``value``, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        children = [(f"{path}.{key}", item) for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    return next((found for at, item in children if (found := _non_finite_at(item, at))), None)
 
 
 def get_version(*, session: Session, version_id: int) -> ModelVersionRow:

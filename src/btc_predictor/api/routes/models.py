@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Query
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep
 from btc_predictor.services import versions
-from btc_predictor.shapes.common import ASSET_PATTERN, ModelName
+from btc_predictor.shapes.common import ASSET_PATTERN, MAX_VERSION_ID, ModelName
 from btc_predictor.shapes.results import ModelVersion, ModelVersionDetail
 
 router = APIRouter(prefix="/models", tags=["models"])
-VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+VersionId = Annotated[int, Path(ge=1, le=MAX_VERSION_ID)]
 
 
 @router.get("", response_model=list[ModelVersion])

@@ -84,7 +84,7 @@ def test_bad_parameters_are_422_with_details(client: TestClient) -> None:
     assert answer.status_code == 422 and answer.json()["code"] == "invalid_parameter"
     assert answer.json()["errors"][0]["loc"] == "asset"
     unknown = client.get("/predict", params={"asset": "DOGE-USD"})
-    assert unknown.status_code == 409 and unknown.json()["code"] == "no_model"
+    assert unknown.status_code == 404 and unknown.json()["code"] == "asset_not_found"
     assert client.get("/nope").json()["code"] == "not_found"
 
 

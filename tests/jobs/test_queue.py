@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +15,11 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError, JobRunningError
 from btc_predictor.jobs import params as job_params
 from btc_predictor.jobs import queue as jobs
-from btc_predictor.shapes.requests import BacktestRequest, IngestJob
+from btc_predictor.services.ingest import ingest
+from btc_predictor.shapes.requests import BacktestRequest, IngestJob, IngestRequest
 from btc_predictor.storage.db import create_db_engine
 from tests.conftest import NOW
+from tests.factories import FakeSource, make_candles
 
 JOB_KEYS = {
     "id",
@@ -74,9 +76,20 @@ def test_unknown_kind_is_rejected(sqlite_settings: Settings) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def stored(settings: Settings, engine: Engine) -> Engine:
+    """BTC-USD and ETH-USD candles stored, so trainings of either can be queued."""
+    for asset in ("BTC-USD", "ETH-USD"):
+        source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 400))
+        request = IngestRequest(asset=asset, source="yahoo")
+        ingest(settings, engine, request, now=NOW, source_factory=lambda _, s=source: s)
+    return engine
+
+
 def test_submit_normalises_params_and_dedupes_training_per_asset_and_model(
-    settings: Settings, engine: Engine
+    settings: Settings, stored: Engine
 ) -> None:
+    engine = stored
     first = jobs.submit(
         engine, settings, kind="train", params={"asset": "btc-usd", "epochs": 3}, now=NOW
     )
@@ -240,8 +253,9 @@ def test_failed_job_keeps_its_error(engine: Engine) -> None:
 
 
 def test_two_threads_submitting_the_same_training_at_once_exactly_one_wins(
-    settings: Settings, engine: Engine
+    settings: Settings, stored: Engine
 ) -> None:
+    engine = stored
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
 

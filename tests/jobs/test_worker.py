@@ -243,7 +243,9 @@ def test_failing_jobs_store_a_clear_error(
     def broken(ctx: JobContext, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         raise RuntimeError("boom")
 
-    no_data = jobs.submit(engine, settings, kind="train", params={"model": "naive"}, now=NOW)
+    # Queued directly: submit now refuses a training with no data at the door (409).
+    params = {"asset": "BTC-USD", "model": "naive"}
+    no_data = jobs.enqueue(engine, kind="train", params=params, now=NOW)
     crash = jobs.enqueue(
         engine, kind="ingest", params={"asset": "BTC-USD"}, now=NOW + timedelta(seconds=1)
     )
@@ -368,9 +370,9 @@ def test_run_worker_runs_jobs_until_stopped(sqlite_settings: Settings) -> None:
     settings = quiet(sqlite_settings, worker_port=0, worker_poll=timedelta(seconds=0.05))
     engine = create_db_engine(settings)
     upgrade(engine)
-    job = jobs.submit(
-        engine, settings, kind="train", params={"asset": "BTC-USD", "model": "naive"}, now=NOW
-    )
+    # Queued directly: submit refuses a training with no data at the door (409).
+    params = {"asset": "BTC-USD", "model": "naive"}
+    job = jobs.enqueue(engine, kind="train", params=params, now=NOW)
     stop = threading.Event()
     thread = threading.Thread(target=run_worker, args=(settings,), kwargs={"stop": stop})
     thread.start()

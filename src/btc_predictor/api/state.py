@@ -96,7 +96,9 @@ class ServingState:
     def _compute(self, request: ForecastRequest, now: datetime) -> tuple[Forecast, dict[str, Any]]:
         """Load the version (once per process) and the recent candles, then forecast; the
         forecast and its JSON, which is cached when it is the active version's."""
-        loaded, candles = prepare(self.engine, request.asset, request.model, loaded=self._versions)
+        loaded, candles = prepare(
+            self.settings, self.engine, request.asset, request.model, loaded=self._versions
+        )
         version_id = loaded.version_id
         with self._lock:
             self._versions[version_id] = loaded

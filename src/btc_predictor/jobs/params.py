@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError
+from btc_predictor.services.backtest import admit_backtest
+from btc_predictor.services.ingest import require_known_asset
+from btc_predictor.services.training import admit_fit
 from btc_predictor.shapes.common import Shape, first_problem
 from btc_predictor.shapes.jobs import JOB_KINDS, JOB_PARAMS
-from btc_predictor.shapes.requests import ModelFit
+from btc_predictor.shapes.requests import BacktestRequest, IngestJob, ModelFit
 
 
 def check_kind(kind: str) -> str:
@@ -48,3 +53,14 @@ def normalize_params(settings: Settings, kind: str, params: Mapping[str, Any] | 
     if isinstance(request, ModelFit) and request.model is None:
         request = request.model_copy(update={"model": settings.default_model})
     return request
+
+
+def admit(settings: Settings, engine: Engine, request: Shape, *, now: datetime) -> None:
+    """Refuse at the door a job that can only fail (unknown asset, no data, a future start,
+    a horizon beyond the trained ones), with the error table's codes."""
+    if isinstance(request, IngestJob):
+        require_known_asset(settings, engine, request.asset)
+    elif isinstance(request, BacktestRequest):
+        admit_backtest(settings, engine, request, now=now)
+    elif isinstance(request, ModelFit):
+        admit_fit(settings, engine, request, now=now)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobNotFoundError
-from btc_predictor.jobs.params import check_kind, normalize_params
+from btc_predictor.jobs.params import admit, check_kind, normalize_params
 from btc_predictor.shapes.common import JOB_STATUSES
 from btc_predictor.storage import job_store
 from btc_predictor.storage.job_store import Job
@@ -63,6 +63,7 @@ def submit(
 ) -> dict[str, Any]:
     """Check ``params`` against the kind's shape, then enqueue under its dedupe key."""
     request = normalize_params(settings, kind, params)
+    admit(settings, engine, request, now=now)
     # Stored as asked, plus the asset and model defaults (they name the job and its dedupe key).
     asked = request.model_fields_set | {"asset"}
     clean = request.model_dump(mode="json", include=asked, exclude_none=True)

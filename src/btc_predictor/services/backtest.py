@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import Engine
 
@@ -13,7 +13,7 @@ from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.executors import Executor
 from btc_predictor.forecasting.registry import get_model_class
 from btc_predictor.services.forecast import check_horizon
-from btc_predictor.services.training import load_training_data
+from btc_predictor.services.training import admit_fit, load_training_data
 from btc_predictor.shapes.requests import BacktestRequest
 from btc_predictor.shapes.results import BacktestReport
 from btc_predictor.sources.base import parse_asset
@@ -23,6 +23,15 @@ def check_backtest(settings: Settings, request: BacktestRequest) -> None:
     """Reject what the shape cannot know before any data is read: horizon, model."""
     check_horizon(settings, request.horizon)
     get_model_class(request.model or settings.default_model)
+
+
+def admit_backtest(
+    settings: Settings, engine: Engine, request: BacktestRequest, *, now: datetime
+) -> None:
+    """Refuse, before it is queued, a backtest that can only fail (see ``admit_fit``; and a
+    horizon beyond BTCP_MAX_HORIZON)."""
+    check_horizon(settings, request.horizon)
+    admit_fit(settings, engine, request, now=now)
 
 
 def run_backtest(

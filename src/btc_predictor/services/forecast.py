@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
+from btc_predictor.services.ingest import require_known_asset
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
@@ -105,13 +106,22 @@ def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
 
 
 def prepare(
-    engine: Engine, asset: str, model: str | None, *, loaded: Mapping[int, LoadedVersion]
+    settings: Settings,
+    engine: Engine,
+    asset: str,
+    model: str | None,
+    *,
+    loaded: Mapping[int, LoadedVersion],
 ) -> tuple[LoadedVersion, list[Candle]]:
     """The version serving (asset, model), taken from ``loaded`` when there, and its input."""
-    with read_session(engine) as session:
-        version_id = pick_version(session, asset, model)
-        version = loaded.get(version_id) or load_version(session, version_id)
-        return version, recent_closes(session, asset, version.runner.context_length)
+    try:
+        with read_session(engine) as session:
+            version_id = pick_version(session, asset, model)
+            version = loaded.get(version_id) or load_version(session, version_id)
+            return version, recent_closes(session, asset, version.runner.context_length)
+    except NoModelError:
+        require_known_asset(settings, engine, asset)  # an unknown asset is a 404, not "train it"
+        raise
 
 
 def predict(
@@ -120,7 +130,7 @@ def predict(
     """The forecast printed by ``predict --json`` and served by the API."""
     check_request(settings, request)
     asset = parse_asset(request.asset).symbol
-    loaded, candles = prepare(engine, asset, request.model, loaded={})
+    loaded, candles = prepare(settings, engine, asset, request.model, loaded={})
     return make_forecast(settings, asset, loaded, candles, request, now=now)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
-from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
+from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError, NoDataError
 from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.shapes.results import AssetStatus, IngestReport
 from btc_predictor.sources import check_source_spec, make_source
@@ -282,6 +282,21 @@ def newest_candles(engine: Engine) -> dict[str, Candle]:
     """The newest stored candle of every asset."""
     with read_session(engine) as session:
         return repo.newest_candles(session=session)
+
+
+def require_known_asset(settings: Settings, engine: Engine, asset: str) -> None:
+    """AssetNotFoundError (404, listing the known ones) unless ``asset`` is tracked or stored."""
+    with read_session(engine) as session:
+        stored = [s.asset for s in repo.asset_spans(session=session)]
+    if asset not in stored and asset not in settings.assets:
+        raise AssetNotFoundError(_unknown_asset(asset, settings, stored))
+
+
+def require_candles(settings: Settings, engine: Engine, asset: str) -> None:
+    """404 for an unknown asset; NoDataError (409) for a tracked one with nothing stored."""
+    require_known_asset(settings, engine, asset)
+    if not has_candles(engine, asset):
+        raise NoDataError(f"no data for {asset}: run `btc-predictor ingest --asset {asset}`")
 
 
 def has_candles(engine: Engine, asset: str | None = None) -> bool:

@@ -18,6 +18,7 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import (
     ArtifactError,
     BtcpError,
+    InvalidInputError,
     NoDataError,
     NotEnoughDataError,
 )
@@ -30,7 +31,8 @@ from btc_predictor.forecasting.promotion import (
 )
 from btc_predictor.forecasting.registry import create_model, get_model_class
 from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
-from btc_predictor.shapes.requests import TrainRequest
+from btc_predictor.services.ingest import require_candles
+from btc_predictor.shapes.requests import ModelFit, TrainRequest
 from btc_predictor.shapes.results import (
     Baseline,
     Calibration,
@@ -103,6 +105,18 @@ def _require_calibration_days(data: TrainingData, max_horizon: int) -> None:
         raise NotEnoughDataError(
             f"{data.asset} has {data.closes.size} days from {data.days[0]}; training for "
             f"horizons up to {max_horizon} needs at least {need} (use an earlier --start)"
+        )
+
+
+def admit_fit(settings: Settings, engine: Engine, request: ModelFit, *, now: datetime) -> None:
+    """Refuse, before it is queued, a fit that can only fail: an unknown asset (404), one with
+    no data (409), a window starting today or later. (Model names: the request shape; the
+    class is not imported here, since the API process must never import torch.)"""
+    require_candles(settings, engine, request.asset)
+    if request.start is not None and request.start >= now.date():
+        raise InvalidInputError(
+            f"start {request.start} is not a past day (today is {now.date()}, UTC): "
+            "a training window needs closed days"
         )
 
 

@@ -98,7 +98,7 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     ),
     (["predict", "--horizon", "31"], NO_ENV, "horizon 31 is out of range (1..30)"),
     (["predict", "--level", "49"], NO_ENV, "--level: Input should be greater than or equal to 50"),
-    (["predict", "--asset", "ETH-USD"], NO_ENV, "no active model for ETH-USD: run `btc-predictor"),
+    (["predict", "--asset", "ETH-USD"], NO_ENV, "asset ETH-USD is neither tracked nor stored"),
     (["predict", "--model", "drift"], NO_ENV, "no drift version for BTC-USD"),
     # backtest (paths are checked before the backtest runs)
     (["backtest", "--days", "9", "--start", "2024-01-01"], NO_ENV, "give days or start, not both"),

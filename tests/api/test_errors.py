@@ -160,3 +160,14 @@ def test_error_body_is_the_documented_shape() -> None:
     body = api_app.error_body(409, "run train", "no_model", instance="/x", request_id="r")
     assert ErrorResponse.model_validate(body).model_dump(exclude_none=True) == body
     assert body["title"] == "No model" and "errors" not in body
+
+
+@pytest.mark.parametrize("path", ["/ui", "/ui/", "/ui/js/app.js", "/ui/style.css"])
+def test_the_dashboard_sends_security_headers(client: TestClient, path: str) -> None:
+    answer = client.get(path, follow_redirects=False)
+    assert answer.status_code in (200, 307)
+    assert answer.headers["Content-Security-Policy"] == (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+    )
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"

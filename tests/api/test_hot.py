@@ -54,7 +54,8 @@ def test_hot_route_equals_its_declaration(pair: tuple[TestClient, TestClient], u
     hot, plain = pair
     fast, reference = hot.get(url), plain.get(url)
     assert fast.status_code == reference.status_code, fast.text
-    assert fast.json() == reference.json()
+    # Each request has its own id (a problem carries it); everything else is identical.
+    assert {**fast.json(), "request_id": None} == {**reference.json(), "request_id": None}
     assert fast.headers["content-type"] == reference.headers["content-type"]
 
 

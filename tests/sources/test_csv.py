@@ -167,6 +167,27 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         CsvSource(tmp_path).fetch(BTC, None, END)
 
 
+def test_an_oversized_file_is_refused_after_reading_only_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracemalloc
+
+    from btc_predictor.sources import csv
+
+    monkeypatch.setattr(csv, "_MAX_BYTES", 1024)
+    huge = tmp_path / "huge.csv"
+    with huge.open("wb") as out:  # sparse: 64 MiB on paper, no disk
+        out.truncate(64 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFileError, match="larger than"):
+            CsvSource(huge).fetch(BTC, None, END)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"read {peak} bytes of a file over a 1 KiB cap"
+
+
 def test_future_rows_reach_validation_and_the_download_day_is_the_newest_past_row(
     tmp_path: Path,
 ) -> None:

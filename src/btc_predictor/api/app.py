@@ -25,7 +25,8 @@ from btc_predictor import __version__, errors, telemetry
 from btc_predictor.api.auth import resolve_api_key
 from btc_predictor.api.hot import hot_routes
 from btc_predictor.api.metrics import HealthCollector
-from btc_predictor.api.routing import route_templates
+from btc_predictor.api.routing import allowed_methods, answer_head, route_templates
+from btc_predictor.api.schemas import ERRORS, PROBLEM_JSON, ErrorResponse
 from btc_predictor.api.state import ServingState
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
@@ -53,9 +54,68 @@ def status_for(exc: errors.BtcpError) -> int:
     return 500
 
 
-def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
-    """The JSON error shape every failure uses."""
-    return {"detail": detail, "code": code, **extra}
+# HTTP errors raised by Starlette, FastAPI or us, by status: (status answered, code).
+HTTP_ERRORS: dict[int, tuple[int, str]] = {
+    # FastAPI answers 400 when a body is JSON-typed but json.loads fails other than on syntax
+    # (invalid UTF-8, nesting too deep, an integer too long): a malformed parameter like any other.
+    400: (422, "invalid_parameter"),
+    401: (401, "unauthorized"),
+    404: (404, "not_found"),
+    405: (405, "method_not_allowed"),
+    413: (413, "too_large"),
+}
+# The scope key the envelope files the request id under, for the error bodies.
+REQUEST_ID = "btcp.request_id"
+
+
+class ProblemResponse(JSONResponse):
+    """An RFC 9457 problem document."""
+
+    media_type = PROBLEM_JSON
+
+
+def error_body(
+    status: int,
+    detail: str,
+    code: str,
+    *,
+    instance: str,
+    request_id: str,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The problem every failure answers with (its shape is ``schemas.ErrorResponse``)."""
+    problem = ErrorResponse(
+        type=f"/problems/{code}",
+        title=code.replace("_", " ").capitalize(),
+        status=status,
+        detail=detail,
+        instance=instance,
+        code=code,
+        request_id=request_id,
+        errors=errors,
+    )
+    return problem.model_dump(exclude_none=True)
+
+
+def problem_response(
+    scope: Scope,
+    status: int,
+    detail: str,
+    code: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> ProblemResponse:
+    """The error response to the request in ``scope``."""
+    body = error_body(
+        status,
+        detail,
+        code,
+        instance=scope["path"],
+        request_id=scope.get(REQUEST_ID, ""),
+        errors=errors,
+    )
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def create_app(
@@ -92,6 +152,9 @@ def create_app(
                 db.dispose()
 
     app = FastAPI(
+        # Every operation documents its 422 as the problem shape (FastAPI would otherwise
+        # add its own HTTPValidationError to each operation that takes parameters).
+        responses={422: ERRORS[422]},
         # Metrics are Prometheus' (telemetry.py); FastAPI's OpenTelemetry hooks stay off
         # rather than probing for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -149,38 +212,57 @@ def app_from_environment() -> FastAPI:
 
 
 def _install_errors(app: FastAPI) -> None:
-    """Domain errors, validation errors and HTTP errors all answer with the same JSON shape."""
+    """Domain, validation, HTTP and database errors all answer with the same problem shape."""
 
     @app.exception_handler(errors.BtcpError)
-    async def domain(_: Request, exc: errors.BtcpError) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, exc.code), status_code=status_for(exc))
+    async def domain(request: Request, exc: errors.BtcpError) -> JSONResponse:
+        return problem_response(request.scope, status_for(exc), exc.message, exc.code)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_problem(e) for e in exc.errors()]
         detail = "; ".join(f"{p['loc']}: {p['msg']}" for p in problems) or "invalid request"
-        return JSONResponse(
-            error_body(detail, "invalid_parameter", errors=problems), status_code=422
-        )
+        return problem_response(request.scope, 422, detail, "invalid_parameter", errors=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {
-            401: "unauthorized",
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "too_large",
-        }.get(exc.status_code, "error")
-        return JSONResponse(
-            error_body(str(exc.detail), code),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+    async def http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            return _unreadable_body(request, exc)
+        status, code = HTTP_ERRORS.get(exc.status_code, (exc.status_code, "error"))
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail)
+        if status == 404:
+            detail = f"no such path: {request.url.path}"
+        elif status == 405:
+            # Starlette's Allow names only the first route of the path; the path may have more.
+            allow = allowed_methods(request.app.routes, request.scope) or headers.get("Allow", "")
+            headers["Allow"] = allow
+            detail = f"{request.method} is not allowed here (allowed: {allow})"
+        return problem_response(request.scope, status, detail, code, headers=headers)
 
     @app.exception_handler(OperationalError)
-    async def database(_: Request, exc: OperationalError) -> JSONResponse:
+    async def database(request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", str(exc).splitlines()[0])
-        return JSONResponse(error_body("database unavailable", "unavailable"), status_code=503)
+        return problem_response(request.scope, 503, "database unavailable", "unavailable")
+
+
+# Why json.loads refused a body, by the exception FastAPI wraps in its 400 (first match wins:
+# UnicodeDecodeError is a ValueError too).
+_UNREADABLE: tuple[tuple[type[BaseException], str], ...] = (
+    (UnicodeError, "the body is not valid UTF-8"),
+    (RecursionError, "the body's JSON is nested too deeply"),
+    (ValueError, "the body holds a number too long to read"),
+)
+
+
+def _unreadable_body(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The 422 for a body json.loads could not read, saying why."""
+    cause = exc.__cause__
+    why = next((w for kind, w in _UNREADABLE if isinstance(cause, kind)), "the body is not JSON")
+    problems = [{"loc": "body", "msg": why, "type": "json_invalid"}]
+    return problem_response(
+        request.scope, 422, f"body: {why}", "invalid_parameter", errors=problems
+    )
 
 
 def _problem(error: Any) -> dict[str, Any]:
@@ -249,8 +331,9 @@ class Envelope:
             return
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or self._new_id()
+        scope[REQUEST_ID] = request_id
         started = time.perf_counter()
-        status = 500
+        status = 0  # no response started yet
 
         async def tagged(message: Message) -> None:
             nonlocal status
@@ -264,11 +347,23 @@ class Envelope:
 
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.cap):
-            body = error_body(f"request body over {self.cap} bytes", "too_large")
-            await JSONResponse(body, status_code=413)(scope, receive, tagged)
+            too_large = problem_response(
+                scope, 413, f"request body over {self.cap} bytes", "too_large"
+            )
+            await too_large(scope, receive, tagged)
         else:
-            await self.app(scope, self._capped(receive), tagged)
-        self._log(scope, status, time.perf_counter() - started, request_id)
+            try:
+                await self.app(scope, self._capped(receive), tagged)
+            except Exception:
+                # A bug: logged with its request id, counted, answered as a problem too
+                # (Starlette's own 500 would be plain text, without the id).
+                log.exception("internal error (request_id=%s)", request_id)
+                if status == 0:
+                    internal = problem_response(
+                        scope, 500, f"internal error (request id {request_id})", "internal"
+                    )
+                    await internal(scope, receive, tagged)
+        self._log(scope, status or 500, time.perf_counter() - started, request_id)
 
     def _capped(self, receive: Receive) -> Receive:
         """``receive`` that stops a body growing past the cap while it streams in (chunked
@@ -306,7 +401,7 @@ def _include_routes(app: FastAPI) -> None:
     """Every router, in one list."""
     from btc_predictor.api.routes import health, legacy, ui, v1
 
-    app.include_router(legacy.router)
-    app.include_router(health.router)
+    app.include_router(answer_head(legacy.router))
+    app.include_router(answer_head(health.router))
     app.include_router(v1.router, prefix="/api/v1")
     ui.mount(app)

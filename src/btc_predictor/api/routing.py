@@ -7,7 +7,11 @@ are here, and their traffic is not counted as ``unmatched``.
 
 from __future__ import annotations
 
-from fastapi.routing import iter_route_contexts
+import copy
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette._utils import get_route_path  # the path routes match on (FastAPI uses it too)
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
@@ -21,6 +25,35 @@ def route_templates(routes: list[BaseRoute]) -> dict[int, str]:
         if template:
             templates[id(context.original_route)] = template
     return templates
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> str:
+    """The ``Allow`` value for the request's path: every method of every route on it."""
+    path = get_route_path(scope)
+    methods: set[str] = set()
+    for context in iter_route_contexts(routes):
+        regex = getattr(context, "path_regex", None)
+        if context.methods and regex is not None and regex.match(path):
+            methods |= context.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def answer_head(router: APIRouter) -> APIRouter:
+    """Let every GET route of ``router`` answer HEAD too (FastAPI's answer GET only, Starlette's
+    both), through a twin hidden from the OpenAPI document so it lists each operation once.
+
+    The twins go last, so they cost nothing to a GET; calling this again adds none.
+    """
+    routes = [r for r in router.routes if isinstance(r, APIRoute) and r.methods]
+    heads = {r.path for r in routes if "HEAD" in (r.methods or ())}
+    for route in routes:
+        if "GET" in (route.methods or ()) and route.path not in heads:
+            twin = copy.copy(route)
+            twin.methods, twin.include_in_schema = {"HEAD"}, False
+            router.routes.append(twin)
+    return router
 
 
 class _Labelled:

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # Request bodies and query models are the shapes in btc_predictor.shapes.requests.
 
 
 class ErrorResponse(BaseModel):
-    """Every error: a human message and a machine code (422 adds ``errors``)."""
+    """Every error, as an RFC 9457 problem (``application/problem+json``); 422 adds ``errors``.
 
-    detail: str
-    code: str
-    errors: list[dict[str, Any]] | None = None
+    ``detail``, ``code`` and ``errors`` are the members clients read before the problem shape.
+    """
 
+    type: str = Field(description="`/problems/<code>`", examples=["/problems/invalid_parameter"])
+    title: str = Field(description="the code in words, the same for every occurrence")
+    status: int = Field(description="the HTTP status")
+    detail: str = Field(description="what went wrong this time, and what to do")
+    instance: str = Field(description="the request path")
+    code: str = Field(description="the machine-readable code (DESIGN §7's table)")
+    request_id: str = Field(description="the X-Request-ID of the request (logs carry it too)")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: one entry per invalid parameter"
+    )
+
+
+PROBLEM_JSON = "application/problem+json"
+_PROBLEM = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse, "description": d}
+    # "model" registers the schema (FastAPI lists it under application/json too).
+    s: {"model": ErrorResponse, "description": d, "content": {PROBLEM_JSON: _PROBLEM}}
     for s, d in {
         401: "missing or wrong API key",
         404: "unknown asset, model or job",

@@ -91,7 +91,9 @@ def _read_text(path: Path) -> str:
         raise DataFileError(f"{path}: no such file")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory, not a CSV file")
-    data = path.read_bytes()[: _MAX_BYTES + 1]
+    with path.open("rb") as file:
+        # One byte past the cap tells an oversized file without reading (or holding) all of it.
+        data = file.read(_MAX_BYTES + 1)
     if len(data) > _MAX_BYTES:
         raise DataFileError(f"{path}: larger than {_MAX_BYTES // 2**20} MiB")
     if not data.strip():

@@ -12,7 +12,8 @@ from btc_predictor.api.routes import (
     schedules,
     train,
 )
+from btc_predictor.api.routing import answer_head
 
 router = APIRouter()
 for module in (assets, forecast, train, jobs, schedules, models, backtests, predictions):
-    router.include_router(module.router)
+    router.include_router(answer_head(module.router))

@@ -34,8 +34,8 @@ def assert_problem(answer: Any, status: int, code: str, path: str) -> dict[str, 
     [
         ("GET", "/predict?level=3", 422, "invalid_parameter"),  # hot route, validation
         ("GET", "/api/v1/forecast?horizon=0", 422, "invalid_parameter"),
-        ("GET", "/predict?asset=DOGE-USD", 409, "no_model"),  # hot route, domain error
-        ("GET", "/api/v1/forecast?asset=DOGE-USD", 409, "no_model"),
+        ("GET", "/predict?asset=DOGE-USD", 404, "asset_not_found"),  # hot route, domain error
+        ("GET", "/api/v1/forecast?asset=DOGE-USD", 404, "asset_not_found"),
         ("GET", "/api/v1/jobs?limit=0", 422, "invalid_parameter"),  # FastAPI route
         ("GET", "/api/v1/models/999", 404, "model_not_found"),
         ("POST", "/api/v1/train", 401, "unauthorized"),

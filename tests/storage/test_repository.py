@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.storage import repository as repo
-from btc_predictor.storage.db import create_db_engine, read_session, write_session
+from btc_predictor.storage.db import create_db_engine, read_session, upgrade, write_session
+from tests.conftest import _reset_postgres
 from tests.factories import make_candles
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -117,3 +121,42 @@ def test_two_ingests_of_one_asset_at_once_both_succeed(settings: Settings, engin
     assert errors == []
     with read_session(engine) as session:
         assert repo.load_candles(session=session, asset="BTC-USD") == candles
+
+
+@pytest.mark.postgres
+def test_two_racing_ingests_count_each_day_inserted_once(
+    pg_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both read "not stored" before either writes (the barrier), as two API replicas can;
+    # the second writer's rows conflict, so only the first counts them as inserted.
+    _reset_postgres(pg_database_url)  # the session database: start empty
+    settings = Settings(data_dir=tmp_path, database_url=pg_database_url)
+    engine = create_db_engine(settings)
+    upgrade(engine)
+    candles = make_candles(date(2021, 1, 1), 300)
+    barrier = threading.Barrier(2, timeout=30)
+    read = repo._stored_values
+
+    def read_then_wait(*args: Any) -> Any:
+        stored = read(*args)
+        barrier.wait()
+        return stored
+
+    monkeypatch.setattr(repo, "_stored_values", read_then_wait)
+    counts: list[repo.UpsertCounts] = []
+
+    def run() -> None:
+        own = create_db_engine(settings)
+        try:
+            counts.append(upsert(own, candles))
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(c.inserted for c in counts) == [0, 300]
+    assert sum(c.inserted + c.updated + c.unchanged for c in counts) == 600
+    engine.dispose()

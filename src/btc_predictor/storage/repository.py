@@ -58,12 +58,21 @@ def upsert_candles(
     changed = [c for c in candles if c.ts in stored and stored[c.ts] != _values(c)]
     if mode == "insert_missing":
         changed = []
-    rows = [_row(asset, c, source, now) for c in (*new, *changed)]
-    # ON CONFLICT, so two ingests racing on one asset both succeed.
-    update = () if mode == "insert_missing" else (*_FIELDS, "source", "ingested_at")
-    for start in range(0, len(rows), _CHUNK):
-        upsert(session, CandleRow, rows[start : start + _CHUNK], keys=_KEY, update=update)
-    return UpsertCounts(len(new), len(changed), len(candles) - len(new) - len(changed))
+    # ON CONFLICT, so two ingests racing on one asset both succeed. The counts are what the
+    # statements wrote, not what the read above expected: a day a racing ingest stored first
+    # is not inserted twice (its first writer keeps it), so metrics never count it twice.
+    inserted = _write(session, [_row(asset, c, source, now) for c in new], update=())
+    overwrite = (*_FIELDS, "source", "ingested_at")
+    updated = _write(session, [_row(asset, c, source, now) for c in changed], update=overwrite)
+    return UpsertCounts(inserted, updated, len(candles) - inserted - updated)
+
+
+def _write(session: Session, rows: list[dict[str, Any]], *, update: Sequence[str]) -> int:
+    """Upsert candle rows in chunks; how many were written."""
+    chunks = range(0, len(rows), _CHUNK)
+    return sum(
+        upsert(session, CandleRow, rows[i : i + _CHUNK], keys=_KEY, update=update) for i in chunks
+    )
 
 
 def _values(candle: Candle) -> tuple[float, ...]:

@@ -99,6 +99,8 @@ class ModelVersionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     asset: Mapped[str] = mapped_column(String(32), index=True)
     model: Mapped[str] = mapped_column(String(32))
+    # "price" or "risk": one active version per (asset, family).
+    family: Mapped[str] = mapped_column(String(16), server_default=text("'price'"))
     created_at: Mapped[datetime]
     train_start: Mapped[date] = mapped_column(Date)
     train_end: Mapped[date] = mapped_column(Date)
@@ -126,12 +128,14 @@ class ModelArtifactRow(Base):
 
 
 class PromotionRow(Base):
-    """One activation of a version for an asset; the newest live row is the active version."""
+    """One activation of a version for an asset and family; the newest live row is active."""
 
     __tablename__ = "promotions"
+    __table_args__ = (Index("ix_promotions_asset_family", "asset", "family"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     asset: Mapped[str] = mapped_column(String(32), index=True)
+    family: Mapped[str] = mapped_column(String(16), server_default=text("'price'"))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     promoted_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
@@ -212,3 +216,16 @@ class ScheduleRow(Base):
     last_run_at: Mapped[datetime | None]
     next_run_at: Mapped[datetime | None]
     last_job_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class WorkerRow(Base):
+    """A job-worker process; ``heartbeat_at`` is written every poll so /health can see it."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    embedded: Mapped[bool]
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     alert_error_ratio: float = Field(default=0.05, gt=0, le=1)
     degraded_days: int = Field(default=3, ge=1, le=30)
     retrain_cooldown: Duration = timedelta(days=7)
+    # --- process supervision and bounded waits (issue 12) ---
+    # How long the original's POST /train waits for its job before answering 202 with it.
+    legacy_train_wait: Duration = timedelta(seconds=120)
+    # Bound on a graceful stop after SIGTERM: pending requests and the embedded worker included.
+    shutdown_grace: Duration = timedelta(seconds=10)
+    # Set by ``serve`` for the processes it starts (not a user setting): they exit with it.
+    supervisor_pid: int | None = Field(default=None, ge=1)
 
     @field_validator("assets")
     @classmethod

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi.testclient import TestClient
 
+from btc_predictor.storage import worker_store
+from btc_predictor.storage.worker_store import WorkerRecord
 from tests.api.conftest import AUTH
+from tests.conftest import NOW
 
 
 def test_root_and_health(client: TestClient) -> None:
     root = client.get("/").json()
     assert {"message", "status", "version", "timestamp", "model_status"} <= root.keys()
     assert root["model_status"].startswith("drift v")
+    # An external worker beat a minute ago (DESIGN §7: without one, /health is degraded).
+    worker = WorkerRecord("w1", "host", 1, None, False, NOW, NOW)
+    worker_store.beat(client.app.state.engine, worker, NOW - timedelta(minutes=1))
     health = client.get("/health").json()
     assert {
         "status",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -208,6 +209,10 @@ def app_from_environment() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings)
+    if settings.supervisor_pid not in (None, os.getpid()):  # a `serve --workers N` child
+        from btc_predictor.jobs.lifeline import exit_with_parent
+
+        exit_with_parent(settings.supervisor_pid)
     return create_app(settings)
 
 

@@ -4,7 +4,6 @@ original's ``/monitoring``."""
 from __future__ import annotations
 
 import os
-import urllib.request
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from btc_predictor import __version__, telemetry
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import EngineDep, NowDep, SettingsDep
 from btc_predictor.services import versions
+from btc_predictor.services.workers import worker_component, worker_reason
 from btc_predictor.shapes.common import DEFAULT_ASSET
 from btc_predictor.sources.base import data_age
 from btc_predictor.storage.db import is_at_head
@@ -59,7 +59,9 @@ def health(
     components = _components(request, settings, engine, now)
     ready_ok = components["database"]["status"] == "ok"
     model_ready = components["model_store"]["status"] == "ok"
-    status = "healthy" if ready_ok and model_ready else ("degraded" if ready_ok else "unhealthy")
+    worker_ok = components["worker"]["status"] == "ok"  # DESIGN §7: no worker alive degrades
+    healthy = ready_ok and model_ready and worker_ok
+    status = "healthy" if healthy else ("degraded" if ready_ok else "unhealthy")
     return {
         "status": status,
         "timestamp": now.isoformat(),
@@ -84,7 +86,7 @@ def _components(request: Request, settings: Any, engine: Any, now: datetime) -> 
         return {
             "database": {"status": "unreachable", "error": str(exc).splitlines()[0]},
             "model_store": {"status": "unknown"},
-            "worker": _worker(request),
+            "worker": {"status": "unknown"},
             "data": {"status": "unknown"},
         }
     models = {a: states[a].active_version for a in settings.assets if a in states}
@@ -98,7 +100,7 @@ def _components(request: Request, settings: Any, engine: Any, now: datetime) -> 
             "status": "ok" if any(models.values()) else "no active model",
             "active_versions": models,
         },
-        "worker": _worker(request),
+        "worker": _worker(settings, engine, now),
         "data": data,
     }
 
@@ -116,17 +118,11 @@ def _freshness(last: datetime | None, settings: Any, now: datetime) -> dict[str,
     }
 
 
-def _worker(request: Request) -> dict[str, Any]:
-    """The job worker: probed on its /health/live when this server embeds it."""
-    settings = request.app.state.settings
-    if not settings.embedded_worker:
-        return {"status": "external"}
-    url = f"http://127.0.0.1:{settings.worker_port}/health/live"
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as answer:
-            return {"status": "ok" if answer.status == 200 else f"http {answer.status}"}
-    except OSError as exc:
-        return {"status": "unreachable", "error": str(exc)[:200]}
+def _worker(settings: Any, engine: Any, now: datetime) -> dict[str, Any]:
+    """Whether a job worker is alive (never by probing its port: any process may hold it)."""
+    component = worker_component(settings, engine, now)
+    reason = worker_reason(component, settings)
+    return {**component, "detail": reason} if reason else component
 
 
 @router.get("/monitoring", response_model=s.MonitoringResponse)

@@ -29,6 +29,7 @@ from btc_predictor.api.metrics import HealthCollector
 from btc_predictor.api.routing import allowed_methods, answer_head, route_templates
 from btc_predictor.api.schemas import ERRORS, PROBLEM_JSON, ErrorResponse
 from btc_predictor.api.state import ServingState
+from btc_predictor.api.stopping import watch_stop_signals
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
 from btc_predictor.sources.base import utc_now
@@ -137,6 +138,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watch_stop_signals()  # pending long waits answer when a stop begins
         await asyncio.to_thread(upgrade, db)
         await asyncio.to_thread(app.state.serving.refresh)
         tasks = [

@@ -16,6 +16,7 @@ from btc_predictor import __version__
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.api.hot import legacy_prediction, serve_forecast
+from btc_predictor.api.stopping import STOPPING
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.services import versions
 from btc_predictor.services.health import LIVE_DAYS, summarize
@@ -72,8 +73,8 @@ async def train(
     deadline = time.monotonic() + settings.legacy_train_wait.total_seconds()
     while job["status"] in ("queued", "running"):
         left = deadline - time.monotonic()
-        # A client that went away would otherwise hold this request (and a graceful stop).
-        if left <= 0 or await request.is_disconnected():
+        # A client that went away, or a stop, must not be held up by this wait.
+        if left <= 0 or STOPPING.is_set() or await request.is_disconnected():
             return _legacy_pending(job, response)
         await asyncio.sleep(min(LEGACY_POLL, left))
         job = await run_in_threadpool(jobs.get_job, engine, job["id"])

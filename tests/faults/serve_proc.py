@@ -79,7 +79,7 @@ def start(
     try:
         wait_for(lambda: _ready(served), READY_WITHIN, "serve to be ready")
     except BaseException:
-        kill_session(process.pid)
+        finish(served)
         raise
     return served
 
@@ -105,7 +105,14 @@ def serving(data_dir: Path, log: Path, *args: str, **env: str) -> Iterator[Serve
             os.kill(served.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             served.process.wait(timeout=30)
-        kill_session(served.pid)
+        finish(served)
+
+
+def finish(served: Served) -> None:
+    """Kill whatever is left of a serve's session and reap serve (no process outlives a test)."""
+    kill_session(served.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        served.process.wait(timeout=10)
 
 
 def session_processes(session_id: int) -> list[psutil.Process]:

@@ -17,8 +17,8 @@ from btc_predictor.config import Settings
 from tests.api.conftest import api_settings, installed
 from tests.faults.serve_proc import (
     AUTH,
+    finish,
     job,
-    kill_session,
     serving,
     session_processes,
     start,
@@ -109,7 +109,7 @@ def test_sigterm_with_a_legacy_train_pending_ends_serve_within_the_grace(
         assert answers[0].status_code == 202
         assert answers[0].headers["Location"] == f"/api/v1/jobs/{job_id}"
     finally:
-        kill_session(served.pid)
+        finish(served)
         client.join(timeout=130)
 
 
@@ -138,4 +138,4 @@ def test_a_legacy_train_whose_client_left_does_not_hold_a_graceful_stop(
         # Far below the 60 s grace: nothing was pending any more.
         assert code == 0 and took < 10, (code, took, served.log_text())
     finally:
-        kill_session(served.pid)
+        finish(served)

@@ -18,6 +18,7 @@ import requests
 from btc_predictor.config import Settings
 from tests.api.conftest import api_settings, installed
 from tests.faults.serve_proc import (
+    finish,
     job,
     long_training,
     serving,
@@ -52,8 +53,7 @@ def test_kill_9_of_serve_leaves_no_process_and_its_metrics_dir_is_cleaned_next_s
         orphans = session_processes(first.pid)
         assert orphans == [], [p.cmdline() for p in orphans]
     finally:
-        for process in session_processes(first.pid):
-            process.kill()
+        finish(first)
     assert left_dirs[0].exists()  # killed: it could not clean up
 
     with serving(installed.data_dir, tmp_path / "serve2.log", TMPDIR=str(tmp)):

@@ -61,16 +61,18 @@ def test_kill_9_of_serve_leaves_no_process_and_its_metrics_dir_is_cleaned_next_s
         assert len(list(tmp.glob("btcp-metrics-*"))) == 1  # its own
 
 
-def _watch_health(
-    url: str, stop: threading.Event, seen: list[tuple[float, dict[str, Any]]]
-) -> None:
-    """Sample /health until ``stop``: (monotonic time, body)."""
+Sample = tuple[float, float, dict[str, Any]]
+
+
+def _watch_health(url: str, stop: threading.Event, seen: list[Sample]) -> None:
+    """Sample /health until ``stop``: (asked at, answered at, body), wall-clock seconds."""
     while not stop.is_set():
+        asked = time.time()
         try:
             body = requests.get(f"{url}/health", timeout=5).json()
         except requests.RequestException:
             continue
-        seen.append((time.monotonic(), body))
+        seen.append((asked, time.time(), body))
         time.sleep(0.05)
 
 
@@ -88,12 +90,12 @@ def test_kill_9_of_the_worker_replaces_it_fails_its_job_and_health_tells(
         wait_for(lambda: job(served.url, job_id)["progress"] > 0, 120, "training to start")
         doomed = served.worker()
         assert doomed is not None
-        seen: list[tuple[float, dict[str, Any]]] = []
+        seen: list[Sample] = []
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_health, args=(served.url, stop, seen))
         watcher.start()
         try:
-            killed_at = time.monotonic()
+            killed_at = time.time()
             doomed.kill()
             replaced: list[psutil.Process] = []
 
@@ -104,7 +106,7 @@ def test_kill_9_of_the_worker_replaces_it_fails_its_job_and_health_tells(
                 return bool(replaced)
 
             wait_for(new_worker, REPLACED_WITHIN, "a new worker process")
-            spawned_at = time.monotonic()
+            spawned_at = replaced[0].create_time()
             assert spawned_at - killed_at <= REPLACED_WITHIN
             # The new worker fails its predecessor's job at once (no 2-minute heartbeat wait).
             wait_for(lambda: job(served.url, job_id)["status"] != "running", 60, "orphan recovery")
@@ -117,7 +119,8 @@ def test_kill_9_of_the_worker_replaces_it_fails_its_job_and_health_tells(
         assert "worker died while running this job" in str(ended["error"]), ended
         assert f"pid {doomed.pid}" in str(ended["error"])
         # While no worker ran, /health never said it was fine.
-        dead = [body for at, body in seen if killed_at + 0.3 <= at <= spawned_at]
+        # Asked once the kill had surely landed, answered before the replacement existed.
+        dead = [b for asked, done, b in seen if killed_at + 0.3 <= asked and done <= spawned_at]
         assert dead, "no /health sample while the worker was dead"
         for body in dead:
             assert body["status"] != "healthy"

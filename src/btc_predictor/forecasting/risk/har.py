@@ -129,7 +129,7 @@ class HarRange(RiskModel):
         assert self._beta is not None and self._smear is not None and self._season is not None
         steps = np.arange(1, self._max_horizon + 1)
         target_weekday = (ohlc.weekday()[:, None] + steps[None, :]) % 7
-        log_mean = self._features(ohlc) @ self._beta.T + self._season[target_weekday]
+        log_mean: FloatArray = self._features(ohlc) @ self._beta.T + self._season[target_weekday]
         return np.exp(log_mean) * self._smear[None, :]
 
     def _paths(self, ohlc: OHLC) -> tuple[FloatArray, FloatArray]:

@@ -95,5 +95,5 @@ def test_train_fits_the_served_model_on_everything() -> None:
 
 
 def test_horizon_beyond_the_model_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="max_horizon must be in 1..5"):
+    with pytest.raises(InvalidInputError, match=r"max_horizon must be in 1\.\.5"):
         risk_holdout_evaluate(factory("har"), DATA, max_horizon=6)

@@ -39,6 +39,7 @@ from btc_predictor.shapes.common import (
     DEFAULT_HORIZON,
     DEFAULT_LEVEL,
     DEFAULT_REFIT_EVERY,
+    ModelFamily,
     ModelName,
     VersionId,
 )
@@ -234,14 +235,17 @@ def backtest(
 def models_list(
     asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model kind.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family: price | risk.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Model versions, newest first."""
+    """Model versions, newest first (each with its family: price or risk)."""
     from btc_predictor.services.versions import list_models
 
     if model is not None:
         checked(ModelName, model, "--model")
-    rows = list_models(engine(settings()), asset=asset, model=model)
+    if family is not None:
+        checked(ModelFamily, family, "--family")
+    rows = list_models(engine(settings()), asset=asset, model=model, family=family)
     print_json(rows) if as_json else views.show_models(rows)
 
 
@@ -272,7 +276,7 @@ def models_show(version: VersionArg) -> None:
 
 @command(models_app, "promote")
 def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
-    """Make a version the active one of its asset."""
+    """Make a version the active one of its asset and family."""
     from btc_predictor.services.versions import promote_model
 
     version = checked(VersionId, version, "version")
@@ -283,13 +287,19 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
 
 
 @command(models_app, "rollback")
-def models_rollback(asset: AssetOpt = DEFAULT_ASSET, as_json: JsonFlag = False) -> None:
-    """Reactivate the previously promoted version."""
+def models_rollback(
+    asset: AssetOpt = DEFAULT_ASSET,
+    family: Annotated[str, typer.Option(help="Which active version: price | risk.")] = "price",
+    as_json: JsonFlag = False,
+) -> None:
+    """Reactivate the previously promoted version of one family (the other is untouched)."""
     from btc_predictor.services.versions import rollback_model
+    from btc_predictor.shapes.requests import RollbackRequest
 
-    row = rollback_model(engine(settings()), asset, now=utc_now())
+    request = build(RollbackRequest, family=family)
+    row = rollback_model(engine(settings()), asset, now=utc_now(), family=request.family)
     print_json(row) if as_json else out.print(
-        f"{row.asset}: rolled back to version {row.id} ({row.model})"
+        f"{row.asset}: rolled back to {row.family} version {row.id} ({row.model})"
     )
 
 

@@ -201,6 +201,8 @@ def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatAr
     """Refuse to store a graph whose forecasts differ from the fitted model's."""
     expected = model.predict(closes, model.max_horizon)
     window = np.ascontiguousarray(closes[-model.context_length :])[None, :]
+    if artifacts.onnx is None:
+        raise ArtifactError("a price model must export an ONNX graph")
     runner = OnnxModel(artifacts.onnx, artifacts.meta)
     got = runner.session.run(["forecast"], {"closes": window})[0][0]
     if not np.allclose(got, expected, rtol=ONNX_TOLERANCE, atol=0.0):

@@ -62,11 +62,6 @@ class Garch(RiskModel):
         self._backcast: float | None = None
         self._kappa: FloatArray | None = None
 
-    @property
-    def min_history(self) -> int:
-        """One return needs two closes."""
-        return 2
-
     def _is_fitted(self) -> bool:
         return self._params is not None
 

@@ -21,12 +21,17 @@ ESTIMATORS = ("parkinson", "garman-klass")
 
 @dataclass(frozen=True)
 class OHLC:
-    """Daily open/high/low/close, validated: finite, positive, high ≥ low, equal lengths."""
+    """Daily open/high/low/close, validated: finite, positive, high ≥ low, equal lengths.
+
+    ``day`` (optional) numbers the days: days since 1970-01-01 (UTC), consecutive. Models with
+    calendar terms (``har``'s weekday profile) need it; the others ignore it.
+    """
 
     open: FloatArray
     high: FloatArray
     low: FloatArray
     close: FloatArray
+    day: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         columns = {}
@@ -47,6 +52,8 @@ class OHLC:
             )
         for name, values in columns.items():
             object.__setattr__(self, name, values)
+        if self.day is not None:
+            object.__setattr__(self, "day", _check_days(self.day, columns["close"].size))
 
     @classmethod
     def from_arrays(
@@ -55,6 +62,7 @@ class OHLC:
         high: npt.ArrayLike,
         low: npt.ArrayLike,
         close: npt.ArrayLike,
+        day: npt.ArrayLike | None = None,
     ) -> OHLC:
         """Build (and validate) from any array-likes."""
         return cls(
@@ -62,6 +70,7 @@ class OHLC:
             np.asarray(high, dtype=np.float64),
             np.asarray(low, dtype=np.float64),
             np.asarray(close, dtype=np.float64),
+            None if day is None else np.asarray(day, dtype=np.int64),
         )
 
     def __len__(self) -> int:
@@ -69,7 +78,14 @@ class OHLC:
 
     def head(self, n: int) -> OHLC:
         """The first ``n`` days (what a model fitted at day n may see)."""
-        return OHLC(self.open[:n], self.high[:n], self.low[:n], self.close[:n])
+        day = None if self.day is None else self.day[:n]
+        return OHLC(self.open[:n], self.high[:n], self.low[:n], self.close[:n], day)
+
+    def weekday(self) -> npt.NDArray[np.int64]:
+        """Monday = 0 … Sunday = 6 per day; InvalidInputError when ``day`` is not given."""
+        if self.day is None:
+            raise InvalidInputError("these candles carry no dates (OHLC.day), needed for weekdays")
+        return weekday(self.day)
 
     def require(self, n: int, what: str) -> None:
         """Raise NotEnoughDataError unless there are at least ``n`` days."""
@@ -83,6 +99,21 @@ class OHLC:
     def variance(self, estimator: str = "parkinson") -> FloatArray:
         """Range-based daily variance of the log return per day, floored."""
         return range_variance(self, estimator)
+
+
+def weekday(day: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Monday = 0 … Sunday = 6 of days since 1970-01-01 (a Thursday)."""
+    return (np.asarray(day, dtype=np.int64) + 3) % 7
+
+
+def _check_days(day: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
+    """Day numbers as int64: one per candle, consecutive."""
+    values = np.asarray(day, dtype=np.int64).reshape(-1)
+    if values.size != n:
+        raise InvalidInputError(f"OHLC day has {values.size} values for {n} candles")
+    if np.any(np.diff(values) != 1):
+        raise InvalidInputError("OHLC days must be consecutive (one candle per calendar day)")
+    return values
 
 
 def range_pct(ohlc: OHLC) -> FloatArray:

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import date
 
+import pytest
 from fastapi.testclient import TestClient
 
 from btc_predictor.config import Settings
+from btc_predictor.jobs.worker import Worker
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import create_db_engine, write_session
 from tests.api.conftest import AUTH
@@ -77,3 +81,57 @@ def test_rollback_body_family_must_be_price_or_risk(client: TestClient) -> None:
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_parameter"
     extra = client.post("/api/v1/models/BTC-USD/rollback", headers=AUTH, json={"famly": "risk"})
     assert extra.status_code == 422
+
+
+@pytest.fixture
+def fast_worker(installed: Settings) -> Iterator[Worker]:
+    """A worker whose defaults are quick to train: drift (price) and har (risk), from 2021."""
+    settings = installed.model_copy(
+        update={"default_model": "drift", "train_start": date(2021, 1, 1)}
+    )
+    engine = create_db_engine(settings)
+    yield Worker(settings, engine, clock=lambda: NOW)
+    engine.dispose()
+
+
+def test_train_without_a_model_reports_price_on_top_and_risk_inside(
+    client: TestClient, fast_worker: Worker
+) -> None:
+    answer = client.post("/api/v1/train", json={}, headers=AUTH)
+    assert answer.status_code == 202 and "model" not in answer.json()["params"]
+    assert fast_worker.run_once()
+    job = client.get(f"/api/v1/jobs/{answer.json()['id']}").json()
+    assert job["status"] == "succeeded", job["error"]
+    price, risk = job["result"], job["result"]["risk"]
+    assert (price["model"], price["family"], risk["model"], risk["family"]) == (
+        "drift",
+        "price",
+        "har",
+        "risk",
+    )
+    assert set(risk) == set(price) and risk["risk"] is None  # the same keys
+    assert "calibration" not in price and "calibration" not in risk  # residuals stay in meta
+    assert set(risk["metrics"]) == {"mase", "range_mae", "qlike", "dm_pvalue", "coverage"}
+    assert risk["promoted"] and risk["version"] < price["version"]
+    models = client.get("/api/v1/models").json()
+    active = {m["family"]: m["id"] for m in models if m["active"]}
+    assert active["risk"] == risk["version"]
+    assert served_versions(client) == (active["price"], active["price"])
+
+
+def test_legacy_train_reports_the_price_model_only(client: TestClient, fast_worker: Worker) -> None:
+    stop = threading.Event()
+    runner = threading.Thread(target=fast_worker.run_forever, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        answer = client.post("/train", headers=AUTH)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    body = answer.json()
+    assert answer.status_code == 200, body
+    assert body["model_saved"] is True and body["rmse"] > 0  # a price metric, from drift
+    assert "risk" not in body
+    job = client.get(f"/api/v1/jobs/{body['job_id']}").json()
+    assert job["result"]["risk"]["model"] == "har"
+    assert body["model_version"] == job["result"]["version"]

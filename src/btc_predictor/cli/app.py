@@ -137,7 +137,12 @@ def data_bootstrap() -> None:
 @command(app)
 def train(
     asset: AssetOpt = DEFAULT_ASSET,
-    model: ModelOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Price or risk model (default: BTCP_DEFAULT_RISK_MODEL, then BTCP_DEFAULT_MODEL)."
+        ),
+    ] = None,
     start: Annotated[
         str | None, typer.Option(help="First training day (default BTCP_TRAIN_START).")
     ] = None,
@@ -146,7 +151,10 @@ def train(
     promote: Annotated[str, typer.Option(help="auto | always | never.")] = "auto",
     as_json: JsonFlag = False,
 ) -> None:
-    """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored."""
+    """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored.
+
+    Without --model: BTCP_DEFAULT_RISK_MODEL, then BTCP_DEFAULT_MODEL (JSON: the price
+    summary with the risk one as `risk`)."""
     from btc_predictor.services.training import train as run_train
     from btc_predictor.shapes.requests import TrainRequest
 
@@ -251,19 +259,22 @@ def models_list(
 
 @command(models_app, "bootstrap")
 def models_bootstrap() -> None:
-    """Train the default model for tracked assets that have data but no active version."""
+    """Train the default risk and price models for tracked assets with data but no active
+    version of that family (risk first)."""
     from btc_predictor.services.training import bootstrap_models
 
     config = settings()
-    with progress(f"training {config.default_model} (holdout, then final fit)") as update:
+    what = f"{config.default_risk_model}, then {config.default_model}"
+    with progress(f"training {what} (holdout, then final fit)") as update:
         results = bootstrap_models(
             config, engine(config), now=utc_now(), progress=epochs_progress(update)
         )
-    for asset, result in results.items():
-        if isinstance(result, str):
-            out.print(f"{asset}: {result}", markup=False)
-        else:
-            views.show_train(result)
+    for asset, outcomes in results.items():
+        for result in outcomes:
+            if isinstance(result, str):
+                out.print(f"{asset}: {result}", markup=False)
+            else:
+                views.show_train(result)
 
 
 @command(models_app, "show")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
         Forecast,
         IngestReport,
         ModelVersion,
+        RiskMetrics,
         TrainResult,
     )
 
@@ -65,7 +66,14 @@ def fmt(value: float | None, spec: str = ",.2f") -> str:
 
 
 def show_train(report: TrainResult) -> None:
-    """A human training report with the naive baseline beside every metric."""
+    """A human training report (the risk model's first, when one command trained both)."""
+    from btc_predictor.shapes.results import RiskMetrics
+
+    if report.risk is not None:
+        show_train(report.risk)
+    if isinstance(report.metrics, RiskMetrics):
+        _show_risk_train(report, report.metrics)
+        return
     metrics, naive = report.metrics, report.baseline.naive
     table = Table(
         title=f"{report.model} v{report.version} on {report.asset} "
@@ -79,6 +87,24 @@ def show_train(report: TrainResult) -> None:
     table.add_row("MASE (vs naive)", fmt(metrics.mase, ".4f"), "1.0000")
     table.add_row("direction", fmt(metrics.directional_accuracy, ".1%"), "-")
     table.add_row("DM p-value vs naive", fmt(metrics.dm_pvalue, ".3f"), "-")
+    out.print(table)
+    out.print(report.promotion_reason, markup=False)
+
+
+def _show_risk_train(report: TrainResult, metrics: RiskMetrics) -> None:
+    """A risk model's training report: range errors against naive-range, QLIKE, coverage."""
+    table = Table(
+        title=f"{report.model} v{report.version} on {report.asset} (risk; "
+        f"{report.train_start} .. {report.train_end}, "
+        f"{report.data_points_used} days, {report.training_duration:.1f} s)"
+    )
+    for column in ("holdout (last 20%), h=1", report.model, "naive-range"):
+        table.add_column(column)
+    table.add_row("range MAE (pct points)", fmt(metrics.range_mae), fmt(report.baseline.naive.mae))
+    table.add_row("range MASE", fmt(metrics.mase, ".4f"), "1.0000")
+    table.add_row("QLIKE", fmt(metrics.qlike, ".4f"), "-")
+    table.add_row("DM p-value vs naive-range", fmt(metrics.dm_pvalue, ".3f"), "-")
+    table.add_row("interval coverage", fmt(metrics.coverage, ".1%"), "-")
     out.print(table)
     out.print(report.promotion_reason, markup=False)
 
@@ -136,12 +162,13 @@ def human_age(seconds: float) -> str:
 def show_models(rows: list[ModelVersion]) -> None:
     """A human table of model versions, newest first."""
     table = Table(title="model versions")
-    for column in ("id", "asset", "model", "trained on", "MASE", "active"):
+    for column in ("id", "asset", "family", "model", "trained on", "MASE", "active"):
         table.add_column(column)
     for r in rows:
         table.add_row(
             str(r.id),
             r.asset,
+            r.family,
             r.model,
             f"{r.train_start} .. {r.train_end}",
             fmt(r.holdout_mase, ".4f"),

@@ -8,11 +8,11 @@ older and newer code alike, so results ignore fields they do not know.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from btc_predictor.shapes.common import Instant
+from btc_predictor.shapes.common import Instant, ModelFamily
 
 
 class Result(BaseModel):
@@ -39,6 +39,34 @@ class HoldoutMetrics(PointMetrics):
     dm_pvalue: float | None = None
 
 
+class RiskMetrics(Result):
+    """A risk model's holdout metrics at h=1: range MASE and MAE (range_pct points) against
+    ``naive-range`` on the same days, QLIKE of the variance forecast, the DM p-value against
+    ``naive-range`` and the coverage of its range interval."""
+
+    mase: float | None = None
+    range_mae: float | None = None
+    qlike: float | None = None
+    dm_pvalue: float | None = None
+    coverage: float | None = None
+
+
+def _metrics_kind(value: Any) -> str:
+    """Which metrics a stored or fresh value holds: QLIKE and range MAE only exist for risk."""
+    if isinstance(value, RiskMetrics):
+        return "risk"
+    if isinstance(value, dict) and ("qlike" in value or "range_mae" in value):
+        return "risk"
+    return "price"
+
+
+# Price versions' metrics, or a risk version's: chosen by their keys (stored JSON has no tag).
+AnyMetrics = Annotated[
+    Annotated[HoldoutMetrics, Tag("price")] | Annotated[RiskMetrics, Tag("risk")],
+    Discriminator(_metrics_kind),
+]
+
+
 class Baseline(Result):
     """The naive forecast's holdout metrics on the same days."""
 
@@ -56,23 +84,28 @@ class TrainSummary(Result):
 
     asset: str
     model: str
+    family: ModelFamily = "price"
     seed: int
     training_duration: float
     data_points_used: int
     train_start: date
     train_end: date
     data_sha256: str
-    metrics: HoldoutMetrics
+    metrics: AnyMetrics
     baseline: Baseline
 
 
 class TrainResult(TrainSummary):
-    """``train --json``: the stored version, whether it was promoted and why."""
+    """``train --json``: the stored version, whether it was promoted and why.
+
+    When one command trains both families (``train`` without ``--model``), the price model's
+    summary is the top level and the risk model's, with the same keys, is ``risk``."""
 
     calibration: Calibration | None = None  # omitted where the version's meta holds it
     version: int
     promoted: bool
     promotion_reason: str
+    risk: TrainResult | None = None
 
 
 class BacktestFold(Result):
@@ -164,6 +197,7 @@ class ModelVersion(Result):
     id: int
     asset: str
     model: str
+    family: ModelFamily = "price"
     created_at: Instant
     train_start: date
     train_end: date
@@ -172,9 +206,9 @@ class ModelVersion(Result):
     seed: int
     training_duration: float
     holdout_mase: float | None
-    active: bool
+    active: bool  # the active version of its (asset, family)
     pruned: bool
-    metrics: HoldoutMetrics | None
+    metrics: AnyMetrics | None
     baseline: Baseline | None
 
 

@@ -216,3 +216,20 @@ def test_har_is_not_thrown_by_a_few_zero_range_days() -> None:
     a = make_model("har").fit(clean).forecast(clean, H).range_pct
     b = make_model("har").fit(flat).forecast(clean, H).range_pct
     np.testing.assert_allclose(b, a, rtol=0.05)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("arch") is None, reason="arch (train extra)")
+def test_garch_refuses_a_fit_that_did_not_converge() -> None:
+    """Flat prices have no variance to estimate: a clear error, not a half-optimised model."""
+    flat = OHLC.from_arrays(*([np.full(200, 100.0)] * 4))
+    with pytest.raises(InvalidInputError, match="did not converge on these 199 returns"):
+        make_model("garch").fit(flat)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "garch"])
+def test_flat_candles_still_give_finite_forecasts(name: str) -> None:
+    """Every day zero-range: the range models forecast a (floored) tiny but finite risk."""
+    flat = OHLC.from_arrays(*([np.full(200, 100.0)] * 4), day=np.arange(200))
+    forecast = make_model(name).fit(flat).forecast(flat, H)
+    assert np.all(np.isfinite(forecast.volatility)) and np.all(forecast.volatility > 0)
+    assert np.all(np.isfinite(forecast.range_pct)) and np.all(forecast.range_pct >= 0)

@@ -1,0 +1,119 @@
+"""Evidence for the adaptive-interval method and step (``forecasting/adaptive.py``).
+
+Usage::
+
+    python bench/adaptive_intervals.py [--first 2020-01-01]
+
+Run by hand. Bitstamp BTC-USD and ETH-USD daily closes through ``CsvSource``; naive forecasts
+(the models tie naive, NOTES-RISK.md), σ̂ = EWMA(λ) of daily log returns realised by each
+origin, scaled by √h; scores accumulate from the first close, coverage is scored on targets
+from ``--first``. Prints coverage, worst rolling-90-day coverage, coverage per tercile of the
+30-day realised volatility through the target day, and mean width in % of the origin close.
+A stand-in for σ̂ until the risk models land; the issue's benchmark (bench/risk_quality.py)
+reruns this with ``BTCP_DEFAULT_RISK_MODEL`` refit every 30 days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from btc_predictor.forecasting import adaptive, metrics
+from btc_predictor.forecasting.base import FloatArray
+from btc_predictor.sources.base import parse_asset
+from btc_predictor.sources.csv import CsvSource
+
+DATA = Path("/work/shared/data")
+FILES = {"BTC-USD": "Bitstamp_BTCUSD_d.csv", "ETH-USD": "Bitstamp_ETHUSD_d.csv"}
+VARIANTS: list[tuple[adaptive.Method, float | None]] = [
+    ("static", None),
+    ("normalised", None),
+    ("aci", 0.005),
+    ("aci", 0.01),
+    ("aci", 0.02),
+    ("tracker", 0.02),
+    ("tracker", 0.05),
+    ("tracker", 0.1),
+]
+
+
+def load(asset: str) -> tuple[list[date], FloatArray]:
+    """Daily closes of one asset, oldest first, from the first positive close after any zero.
+
+    The ETH file starts with 988 zero-price days (2015-02-25..) and ends on 2021-10-15.
+    """
+    fetched = CsvSource(DATA / FILES[asset]).fetch(
+        parse_asset(asset), None, date(2100, 1, 1) - timedelta(days=1)
+    )
+    closes = np.array([c.close for c in fetched.candles])
+    start = int(np.flatnonzero(closes <= 0)[-1]) + 1 if np.any(closes <= 0) else 0
+    return [c.ts.date() for c in fetched.candles][start:], closes[start:]
+
+
+def ewma_sigma(log_returns: FloatArray, lam: float) -> FloatArray:
+    """σ̂ of the next day's log return known after return ``i``, started from the first 30."""
+    out, var = np.empty(log_returns.size), float(np.var(log_returns[:30]))
+    for i, r in enumerate(log_returns):
+        var = lam * var + (1.0 - lam) * r * r
+        out[i] = math.sqrt(var)
+    return out
+
+
+def realised_vol(log_returns: FloatArray, window: int = 30) -> FloatArray:
+    """Root mean square of the last ``window`` log returns through each day (NaN before)."""
+    c = np.concatenate([[0.0], np.cumsum(log_returns**2)])
+    out = np.full(log_returns.size, np.nan)
+    out[window - 1 :] = np.sqrt((c[window:] - c[:-window]) / window)
+    return out
+
+
+def run(asset: str, first: date, h: int, level: int, lam: float) -> None:
+    """Print one table: every variant on one (asset, h, level)."""
+    days, closes = load(asset)
+    r = np.diff(np.log(closes))  # r[i] = log(close[i+1]/close[i])
+    origin = closes[:-h]
+    actual = closes[h:]
+    sigma = np.concatenate([[np.nan], ewma_sigma(r, lam)])[:-h] * math.sqrt(h)
+    sigma[0] = sigma[1]
+    vol = np.concatenate([[np.nan], realised_vol(r)])[h:]  # through the target day
+    scored = np.array([d >= first for d in days[h:]])
+    print(f"\n{asset} h={h} level={level} EWMA {lam}: targets {first}..{days[-1]}")
+    for method, step in VARIANTS:
+        wf = adaptive.walk_forward(
+            origin,
+            origin,
+            actual,
+            sigma,
+            h,
+            level,
+            method="normalised" if method == "static" else method,
+            step=step,
+        )
+        lo, hi = (wf.static_lower, wf.static_upper) if method == "static" else (wf.lower, wf.upper)
+        m = scored & np.isfinite(lo)
+        terc = metrics.coverage_by_vol_tercile(actual[m], lo[m], hi[m], vol[m])
+        print(
+            f"  {method:>10} {step or '':>5}  cov {metrics.coverage(actual[m], lo[m], hi[m]):.3f}"
+            f"  worst90 {metrics.worst_rolling_coverage(actual[m], lo[m], hi[m]):.3f}"
+            f"  terciles {terc['low']:.3f} {terc['mid']:.3f} {terc['high']:.3f}"
+            f"  width% {100 * np.mean((hi[m] - lo[m]) / origin[m]):.2f}"
+        )
+
+
+def main() -> None:
+    """Parse arguments and print every table."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--first", type=date.fromisoformat, default=date(2020, 1, 1))
+    p.add_argument("--lam", type=float, default=0.94)
+    args = p.parse_args()
+    for asset in FILES:
+        for h in (1, 7):
+            run(asset, args.first, h, 90, args.lam)
+
+
+if __name__ == "__main__":
+    main()

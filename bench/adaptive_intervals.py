@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from btc_predictor.forecasting import adaptive, metrics
 from btc_predictor.forecasting.base import FloatArray
@@ -29,15 +30,16 @@ from btc_predictor.sources.csv import CsvSource
 
 DATA = Path("/work/shared/data")
 FILES = {"BTC-USD": "Bitstamp_BTCUSD_d.csv", "ETH-USD": "Bitstamp_ETHUSD_d.csv"}
-VARIANTS: list[tuple[adaptive.Method, float | None]] = [
-    ("static", None),
-    ("normalised", None),
-    ("aci", 0.005),
-    ("aci", 0.01),
-    ("aci", 0.02),
-    ("tracker", 0.02),
-    ("tracker", 0.05),
-    ("tracker", 0.1),
+# (label, method, step); "static" reads the plain split-conformal bounds of the same run
+VARIANTS: list[tuple[str, adaptive.Method, float | None]] = [
+    ("static", "normalised", None),
+    ("normalised", "normalised", None),
+    ("aci", "aci", 0.005),
+    ("aci", "aci", 0.01),
+    ("aci", "aci", 0.02),
+    ("tracker", "tracker", 0.02),
+    ("tracker", "tracker", 0.05),
+    ("tracker", "tracker", 0.1),
 ]
 
 
@@ -75,33 +77,43 @@ def run(asset: str, first: date, h: int, level: int, lam: float) -> None:
     """Print one table: every variant on one (asset, h, level)."""
     days, closes = load(asset)
     r = np.diff(np.log(closes))  # r[i] = log(close[i+1]/close[i])
-    origin = closes[:-h]
-    actual = closes[h:]
+    origin, actual = closes[:-h], closes[h:]
     sigma = np.concatenate([[np.nan], ewma_sigma(r, lam)])[:-h] * math.sqrt(h)
     sigma[0] = sigma[1]
     vol = np.concatenate([[np.nan], realised_vol(r)])[h:]  # through the target day
     scored = np.array([d >= first for d in days[h:]])
     print(f"\n{asset} h={h} level={level} EWMA {lam}: targets {first}..{days[-1]}")
-    for method, step in VARIANTS:
+    for label, method, step in VARIANTS:
         wf = adaptive.walk_forward(
-            origin,
-            origin,
-            actual,
-            sigma,
-            h,
-            level,
-            method="normalised" if method == "static" else method,
-            step=step,
+            origin, origin, actual, sigma, h, level, method=method, step=step
         )
-        lo, hi = (wf.static_lower, wf.static_upper) if method == "static" else (wf.lower, wf.upper)
+        static = label == "static"
+        lo, hi = (wf.static_lower, wf.static_upper) if static else (wf.lower, wf.upper)
         m = scored & np.isfinite(lo)
         terc = metrics.coverage_by_vol_tercile(actual[m], lo[m], hi[m], vol[m])
+        var = "" if static or h != 1 else _var_columns(wf, origin[m], actual[m], m)
         print(
-            f"  {method:>10} {step or '':>5}  cov {metrics.coverage(actual[m], lo[m], hi[m]):.3f}"
+            f"  {label:>10} {step or '':>5}  cov {metrics.coverage(actual[m], lo[m], hi[m]):.3f}"
             f"  worst90 {metrics.worst_rolling_coverage(actual[m], lo[m], hi[m]):.3f}"
             f"  terciles {terc['low']:.3f} {terc['mid']:.3f} {terc['high']:.3f}"
-            f"  width% {100 * np.mean((hi[m] - lo[m]) / origin[m]):.2f}"
+            f"  width% {100 * np.mean((hi[m] - lo[m]) / origin[m]):.2f}{var}"
         )
+
+
+def _var_columns(
+    wf: adaptive.WalkForward, origin: FloatArray, actual: FloatArray, rows: npt.NDArray[np.bool_]
+) -> str:
+    """VaR 95/99 violation rate, Kupiec and Christoffersen p-values on the scored rows."""
+    loss = (1.0 - actual / origin) * 100.0
+    parts = []
+    for name, var, p in (("95", wf.var_95[rows], 0.05), ("99", wf.var_99[rows], 0.01)):
+        hits = loss > var
+        pof, ind = metrics.kupiec_pof(hits, p), metrics.christoffersen_independence(hits)
+        parts.append(
+            f"  VaR{name} {hits.mean():.3f} pof {pof.pvalue if pof else math.nan:.2f}"
+            f" ind {ind.pvalue if ind else math.nan:.2f}"
+        )
+    return "".join(parts)
 
 
 def main() -> None:
@@ -109,10 +121,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--first", type=date.fromisoformat, default=date(2020, 1, 1))
     p.add_argument("--lam", type=float, default=0.94)
+    p.add_argument("--levels", default="90", help="comma-separated integer percents")
     args = p.parse_args()
     for asset in FILES:
         for h in (1, 7):
-            run(asset, args.first, h, 90, args.lam)
+            for level in (int(x) for x in args.levels.split(",")):
+                run(asset, args.first, h, level, args.lam)
 
 
 if __name__ == "__main__":

@@ -274,3 +274,24 @@ def test_scores_and_sigma_scaling() -> None:
     np.testing.assert_allclose(adaptive.horizon_sigma([0.02], 4), [0.04])
     with pytest.raises(InvalidInputError):
         adaptive.normalised_scores([1.0], [1.0], [0.0])
+
+
+def test_serving_distribution_is_the_walk_forward_row_of_today() -> None:
+    r = _garch(700, seed=8)
+    close = 100 * np.exp(np.cumsum(r))
+    h, n = 5, close.size
+    origin, forecast = close, close * 1.002
+    actual = np.full(n, NAN)
+    actual[: n - h] = close[h:]  # the last h origins' targets are not realised yet
+    sigma = adaptive.horizon_sigma(_ewma_sigma(r), h)
+    wf = adaptive.walk_forward(origin, forecast, actual, sigma, h, 80)
+    stored = adaptive.normalised_scores(actual[: n - h], forecast[: n - h], sigma[: n - h])
+    now = adaptive.current_predictive(
+        stored, h, float(origin[-1]), float(forecast[-1]), float(sigma[-1]), levels=[80]
+    )
+    assert now is not None
+    assert now.interval(0.8) == pytest.approx((wf.lower[-1], wf.upper[-1]), rel=1e-12)
+    assert now.var(0.95) == pytest.approx(wf.var_95[-1], rel=1e-12)
+    assert now.var(0.99) == pytest.approx(wf.var_99[-1], rel=1e-12)
+    assert now.p_up() == pytest.approx(wf.p_up[-1], rel=1e-12)
+    assert 0.5 < now.p_up() < 0.6  # a 0.2% step up on a ~3.5%·√5 σ: a weak call

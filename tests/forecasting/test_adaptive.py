@@ -266,6 +266,8 @@ def test_adaptive_quantiles_is_the_row_after_the_last_target() -> None:
     assert adaptive.adaptive_quantiles(scores[:29], [90], 1) is None
     with pytest.raises(InvalidInputError):
         adaptive.adaptive_quantiles(scores, [100], 1)
+    with pytest.raises(InvalidInputError):
+        adaptive.quantile_path(scores, [1.0], 1)
 
 
 def test_scores_and_sigma_scaling() -> None:

@@ -161,6 +161,8 @@ def quantile_path(
         raise InvalidInputError(f"horizon must be >= 1, got `{h}`")
     if method not in METHODS:
         raise InvalidInputError(f"unknown interval method `{method}`")
+    if not lv.size or np.any((lv <= 0) | (lv >= 1)):
+        raise InvalidInputError("coverage levels must be fractions strictly between 0 and 1")
     step = _default_step(method) if step is None else step
     need = _min_scores(lv) if min_scores is None else min_scores
     alpha = 1.0 - lv

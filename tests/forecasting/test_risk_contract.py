@@ -22,7 +22,7 @@ from btc_predictor.errors import (
 )
 from btc_predictor.forecasting import registry
 from btc_predictor.forecasting.risk import OHLC, RiskForecaster
-from tests.forecasting.risk_data import synthetic_ohlc
+from tests.forecasting.risk_data import brownian_ohlc, synthetic_ohlc
 
 H = 10
 SEED = 3
@@ -233,3 +233,15 @@ def test_flat_candles_still_give_finite_forecasts(name: str) -> None:
     forecast = make_model(name).fit(flat).forecast(flat, H)
     assert np.all(np.isfinite(forecast.volatility)) and np.all(forecast.volatility > 0)
     assert np.all(np.isfinite(forecast.range_pct)) and np.all(forecast.range_pct >= 0)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in BASELINES])
+def test_volatility_and_range_mean_what_they_say(name: str) -> None:
+    """Constant σ = 3%: every model's volatility is ≈ 0.03 (a daily fraction), and its range
+    forecast is ≈ the median daily range, 100·σ·κ with κ ≈ 1.5 for Brownian motion."""
+    data = brownian_ohlc(600, sigma=0.03, seed=7)
+    forecast = make_model(name).fit(data.head(500)).forecast(data, H)
+    np.testing.assert_allclose(forecast.volatility, 0.03, rtol=0.15)
+    median_range = float(np.median(data.range_pct()))
+    assert 1.35 < median_range / 3.0 < 1.65  # the synthetic candles are Brownian
+    np.testing.assert_allclose(forecast.range_pct, median_range, rtol=0.15)

@@ -76,7 +76,7 @@ def _price_model_name(value: Any) -> Any:
             f"(price models: {', '.join(PRICE_MODEL_NAMES)})"
         )
     if isinstance(value, str) and value not in PRICE_MODEL_NAMES:
-        raise ValueError(f"unknown model `{value}` (price models: {', '.join(PRICE_MODEL_NAMES)})")
+        raise ValueError(f"unknown model `{value}` (valid models: {', '.join(PRICE_MODEL_NAMES)})")
     return value
 
 

@@ -34,6 +34,9 @@ class PointMetrics(Result):
 class HoldoutMetrics(PointMetrics):
     """The model's holdout metrics at h=1, naive-relative where it matters."""
 
+    # A price version's metrics never hold QLIKE, so the schema tells them from a risk one's.
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["qlike"]}})
+
     mase: float | None = None
     directional_accuracy: float | None = None
     dm_pvalue: float | None = None
@@ -46,16 +49,14 @@ class RiskMetrics(Result):
 
     mase: float | None = None
     range_mae: float | None = None
-    qlike: float | None = None
+    qlike: float | None  # always recorded (None: undefined): it marks risk metrics
     dm_pvalue: float | None = None
     coverage: float | None = None
 
 
 def _metrics_kind(value: Any) -> str:
-    """Which metrics a stored or fresh value holds: QLIKE and range MAE only exist for risk."""
-    if isinstance(value, RiskMetrics):
-        return "risk"
-    if isinstance(value, dict) and ("qlike" in value or "range_mae" in value):
+    """Which metrics a stored or fresh value holds: only risk metrics have QLIKE."""
+    if isinstance(value, RiskMetrics) or (isinstance(value, dict) and "qlike" in value):
         return "risk"
     return "price"
 

@@ -18,6 +18,7 @@ import requests
 from btc_predictor.config import Settings
 from tests.api.conftest import api_settings, installed
 from tests.faults.serve_proc import (
+    AUTH,
     finish,
     job,
     long_training,
@@ -59,6 +60,33 @@ def test_kill_9_of_serve_leaves_no_process_and_its_metrics_dir_is_cleaned_next_s
     with serving(installed.data_dir, tmp_path / "serve2.log", TMPDIR=str(tmp)):
         assert not left_dirs[0].exists()
         assert len(list(tmp.glob("btcp-metrics-*"))) == 1  # its own
+
+
+def test_kill_9_of_serve_during_a_backtest_leaves_no_fold_process(
+    installed: Settings, tmp_path: Path
+) -> None:
+    served = start(installed.data_dir, tmp_path / "serve.log")
+    try:
+        answer = requests.post(
+            f"{served.url}/api/v1/backtests",
+            json={"model": "lstm", "epochs": 200, "days": 365},
+            headers=AUTH,
+            timeout=10,
+        )
+        assert answer.status_code == 202, answer.text
+
+        def folds_running() -> bool:
+            worker = served.worker()
+            return worker is not None and len(worker.children()) >= 2  # tracker + a fold
+
+        wait_for(folds_running, 120, "the backtest's fold processes")
+        os.kill(served.pid, signal.SIGKILL)
+        served.process.wait()
+        time.sleep(ORPHAN_WINDOW)
+        orphans = session_processes(served.pid)
+        assert orphans == [], [p.cmdline() for p in orphans]
+    finally:
+        finish(served)
 
 
 Sample = tuple[float, float, dict[str, Any]]

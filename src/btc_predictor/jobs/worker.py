@@ -6,6 +6,7 @@ Training runs here and never in an API process: the API only enqueues jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from sqlalchemy import Engine
 from btc_predictor import telemetry
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, InvalidInputError, UnavailableError
-from btc_predictor.forecasting.executors import Executor
+from btc_predictor.forecasting.executors import Executor, ProcessExecutor
 from btc_predictor.jobs.handlers import (
     HANDLERS,
     Clock,
@@ -360,7 +361,12 @@ def run_worker(
     engine = create_db_engine(settings)
     try:
         upgrade(engine)
-        worker = Worker(settings, engine, clock=utc_now)
+        # Backtest folds run in processes of their own: they die with this worker (a spawn
+        # pool's processes otherwise outlive a killed parent, blocked on its queue forever).
+        lifeline = functools.partial(exit_with_parent, os.getpid())
+        worker = Worker(
+            settings, engine, clock=utc_now, executor=ProcessExecutor(initializer=lifeline)
+        )
         telemetry.initialize_worker_series(settings.assets, settings.sources, HANDLERS)
         # The port first: while a predecessor still holds it, it is alive and its job is not
         # an orphan; serve restarts us with backoff until the port is free.

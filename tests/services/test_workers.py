@@ -90,3 +90,18 @@ def test_a_process_is_gone_when_ended_or_its_pid_reused() -> None:
     assert workers.process_gone(gone, NOW) and not workers.process_running(gone)
     assert not workers.process_running(None)
     assert workers.pid_scope() == workers.pid_scope() != ""
+
+
+def test_without_a_database_only_the_embedded_worker_is_known(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    external = sqlite_settings.model_copy(update={"embedded_worker": False})
+    assert workers.worker_component(external, None, NOW) == {
+        "status": "unknown",
+        "mode": "external",
+    }
+    embedded = sqlite_settings.model_copy(update={"metrics_dir": tmp_path})
+    workers.write_state(
+        tmp_path / workers.STATE_FILE, SupervisorState(os.getpid(), "dead", 1, None)
+    )
+    assert workers.worker_component(embedded, None, NOW)["status"] == "dead"

@@ -98,8 +98,9 @@ def pid_scope() -> str:
     return f"{boot}:{namespace}"
 
 
-def worker_component(settings: Settings, engine: Engine, now: datetime) -> dict[str, Any]:
-    """``components.worker`` of /health: ``status`` ok|restarting|dead, with its evidence."""
+def worker_component(settings: Settings, engine: Engine | None, now: datetime) -> dict[str, Any]:
+    """``components.worker`` of /health: ``status`` ok|restarting|dead, with its evidence
+    (``unknown`` for external workers when there is no database to read: ``engine`` None)."""
     path = state_path(settings) if settings.embedded_worker else None
     state = read_state(path) if path is not None else None
     if state is not None:
@@ -107,6 +108,8 @@ def worker_component(settings: Settings, engine: Engine, now: datetime) -> dict[
         if status == "ok" and not process_running(state.worker_pid):
             status = "restarting"  # it died a moment ago; its supervisor restarts it
         return {"status": status, "mode": "embedded", "restarts": state.restarts}
+    if engine is None:
+        return {"status": "unknown", "mode": "external"}
     alive, newest = worker_store.beaten_since(engine, now - settings.job_stale_after)
     return {
         "status": "ok" if alive else "dead",

@@ -86,7 +86,7 @@ def _components(request: Request, settings: Any, engine: Any, now: datetime) -> 
         return {
             "database": {"status": "unreachable", "error": str(exc).splitlines()[0]},
             "model_store": {"status": "unknown"},
-            "worker": {"status": "unknown"},
+            "worker": _worker(settings, None, now),  # the database is down: no heartbeats
             "data": {"status": "unknown"},
         }
     models = {a: states[a].active_version for a in settings.assets if a in states}
@@ -120,7 +120,10 @@ def _freshness(last: datetime | None, settings: Any, now: datetime) -> dict[str,
 
 def _worker(settings: Any, engine: Any, now: datetime) -> dict[str, Any]:
     """Whether a job worker is alive (never by probing its port: any process may hold it)."""
-    component = worker_component(settings, engine, now)
+    try:
+        component = worker_component(settings, engine, now)
+    except Exception:  # report, never raise, from a health check
+        return {"status": "unknown"}
     reason = worker_reason(component, settings)
     return {**component, "detail": reason} if reason else component
 

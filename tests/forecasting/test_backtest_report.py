@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from btc_predictor.forecasting.backtest import backtest
+from btc_predictor.forecasting.backtest_intervals import IntervalTable
 from btc_predictor.forecasting.backtest_report import FoldInfo, assemble
 from btc_predictor.forecasting.executors import SerialExecutor
 
@@ -25,7 +26,9 @@ def test_assemble_keeps_only_realised_cells_sorted_by_origin_then_h() -> None:
     lower, upper = np.full((2, 2), np.nan), np.full((2, 2), np.nan)
     lower[1], upper[1] = forecasts[1] - 1, forecasts[1] + 1
     folds = [FoldInfo(index=0, train_end=3, first_origin=2, last_origin=3, burn_in=False)]
-    result = assemble(y, "drift", 90, 2, folds, origins, forecasts, lower, upper)
+    nan = np.full((2, 2), np.nan)
+    table = IntervalTable(lower, upper, nan, nan, nan, burn_in=[False])
+    result = assemble(y, "drift", 90, 2, folds, origins, forecasts, table)
     # origin 3 at h=2 targets index 5, past the series: no row
     assert result.series_origin.tolist() == [2, 2, 3]
     assert result.series_h.tolist() == [1, 2, 1]
@@ -69,6 +72,13 @@ def test_to_json_shape_and_date_mapping() -> None:
         "interval_width",
         "naive_mae",
         "dm_pvalue",
+        "winkler",
+        "worst_90d_coverage",
+        "coverage_by_vol_tercile",
+        "var",
+        "brier",
+        "brier_skill",
+        "calibration_error",
     }
     first = out["series"][0]
     assert set(first) == {
@@ -80,7 +90,11 @@ def test_to_json_shape_and_date_mapping() -> None:
         "lower",
         "upper",
         "naive",
+        "p_up",
+        "var_95",
+        "var_99",
     }
+    assert (out["interval_method"], out["risk_model"]) == ("static", None)
     assert (first["origin"], first["target_date"], first["h"]) == (dates[99], dates[100], 1)
     assert first["actual"] == y[100] and first["naive"] == y[99] and first["lower"] is None
     assert len(out["series"]) == 30 + 29 + 28

@@ -68,6 +68,11 @@ class TrainingData:
 
 def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
     """Stored closes from ``start``; gaps would corrupt returns, so they are refused."""
+    return training_data(asset, load_training_candles(engine, asset, start))
+
+
+def load_training_candles(engine: Engine, asset: str, start: date) -> list[Candle]:
+    """Stored candles from ``start``, consecutive days (NoDataError for none or a gap)."""
     with read_session(engine) as session:
         candles = repo.load_candles(session=session, asset=asset, start=utc_day(start))
     if not candles:
@@ -75,6 +80,11 @@ def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
             f"no data for {asset} from {start}: run `btc-predictor ingest --asset {asset}`"
         )
     _refuse_gaps(asset, candles)
+    return candles
+
+
+def training_data(asset: str, candles: list[Candle]) -> TrainingData:
+    """The closes and days of checked candles."""
     closes = np.array([c.close for c in candles], dtype=np.float64)
     return TrainingData(asset, closes, [c.ts.date() for c in candles])
 

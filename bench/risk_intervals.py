@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/risk_intervals.py [--models naive,lstm] [--risk-model har] [--out PATH]
+    python bench/risk_intervals.py [--models naive,lstm] [--risk-model har] [--out bench/RISK.md]
 
 Run by hand (a quality benchmark, not a timing one). Bitstamp BTC-USD and ETH-USD daily candles
 through ``CsvSource``; the product's own walk-forward backtest (``forecasting.backtest``),
@@ -11,7 +11,8 @@ refit every 30 days, horizons 1..7, with ``intervals="static"`` and ``"adaptive"
 ``WARM_UP_START`` so that both methods have intervals from the first scored day; every number
 is computed on targets from 2020-01-01 to the file's last day, on the rows where both methods
 have an interval (the same days side by side). VaR and ``p_up`` come from the 90% runs (they do
-not depend on the level).
+not depend on the level). The tables go between this script's markers in ``--out`` (appended
+the first time), so ``bench/risk_quality.py``'s part of RISK.md is left alone.
 """
 
 from __future__ import annotations
@@ -233,12 +234,24 @@ def asset_section(asset: str, model: str, risk_model: str) -> list[str]:
     return out
 
 
+BEGIN, END = "<!-- risk_intervals.py: begin -->", "<!-- risk_intervals.py: end -->"
+
+
+def with_section(text: str, section: str) -> str:
+    """``text`` with this script's section replaced between its markers, or appended."""
+    block = f"{BEGIN}\n{section.strip()}\n{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1].lstrip("\n")
+    return (text.rstrip("\n") + "\n\n" if text else "") + block
+
+
 def main() -> None:
     """Run both assets and write the markdown section."""
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="naive", help="comma-separated price models")
     p.add_argument("--risk-model", default="har")
-    p.add_argument("--out", type=Path, default=Path("bench/RISK_INTERVALS.md"))
+    p.add_argument("--out", type=Path, default=Path("bench/RISK.md"))
     args = p.parse_args()
     lines = []
     for model in args.models.split(","):
@@ -252,7 +265,8 @@ def main() -> None:
             section = asset_section(asset, model, args.risk_model)
             print("\n".join(section), flush=True)
             lines += section
-    args.out.write_text("\n".join(lines) + "\n")
+    text = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(with_section(text, "\n".join(lines)))
 
 
 if __name__ == "__main__":

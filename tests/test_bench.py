@@ -123,6 +123,16 @@ def test_risk_intervals_reuses_folds_and_scores_common_rows() -> None:
     assert bench.table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |"]
 
 
+def test_risk_intervals_writes_its_section_between_markers() -> None:
+    bench = load("risk_intervals")
+    first = bench.with_section("# Risk\n\nrisk tables\n", "## Intervals v1")
+    assert first == f"# Risk\n\nrisk tables\n\n{bench.BEGIN}\n## Intervals v1\n{bench.END}\n"
+    again = bench.with_section(first + "\n## Later\n", "## Intervals v2\n")
+    assert again.count(bench.BEGIN) == 1 and "v1" not in again
+    assert again.startswith("# Risk\n\nrisk tables\n") and again.endswith("## Later\n")
+    assert bench.with_section("", "x") == f"{bench.BEGIN}\nx\n{bench.END}\n"
+
+
 @pytest.mark.parametrize("stem", SCRIPTS)
 def test_script_imports_without_running(stem: str) -> None:
     tree = ast.parse((BENCH / f"{stem}.py").read_text())

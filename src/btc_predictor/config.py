@@ -107,10 +107,12 @@ class Settings(BaseSettings):
     alert_error_ratio: float = Field(default=0.05, gt=0, le=1)
     degraded_days: int = Field(default=3, ge=1, le=30)
     retrain_cooldown: Duration = timedelta(days=7)
+    # Risk models (issue 15): the risk model trained beside the default price model, first,
+    # wherever no model is named (train, models bootstrap, ./run.sh local, retrain schedule).
+    default_risk_model: str = "har"
     # Price intervals (issue 16): ``adaptive`` normalises conformal scores by σ̂ from the risk
     # model and corrects the level online from realised misses; ``static`` is plain split
     # conformal. Walk-forward backtests refit ``default_risk_model`` inside each fold.
-    default_risk_model: str = "har"
     intervals: Literal["adaptive", "static"] = "adaptive"
 
     @field_validator("assets")

@@ -1,4 +1,4 @@
-"""The walk-forward backtest use case and its PNG report."""
+"""The walk-forward backtest use case and its PNG report (price and risk models)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,26 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import NotEnoughDataError
 from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.executors import Executor
-from btc_predictor.forecasting.registry import get_model_class
+from btc_predictor.forecasting.registry import get_model_class, get_risk_model_class
+from btc_predictor.forecasting.risk.backtest import risk_backtest
 from btc_predictor.forecasting.risk.ohlc import OHLC
+from btc_predictor.services import risk_training as risk
 from btc_predictor.services.forecast import check_horizon
-from btc_predictor.services.training import admit_fit, load_training_candles, training_data
+from btc_predictor.services.training import TrainingData, admit_fit, load_window
+from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import BacktestRequest
-from btc_predictor.shapes.results import BacktestReport
+from btc_predictor.shapes.results import BacktestReport, RiskBacktestReport
 from btc_predictor.sources.base import Candle, parse_asset
-
-EPOCH = date(1970, 1, 1)
 
 
 def check_backtest(settings: Settings, request: BacktestRequest) -> None:
     """Reject what the shape cannot know before any data is read: horizon, model."""
     check_horizon(settings, request.horizon)
-    get_model_class(request.model or settings.default_model)
+    name = request.model or settings.default_model
+    if family_of(name) == "risk":
+        get_risk_model_class(name)
+    else:
+        get_model_class(name)
 
 
 def admit_backtest(
@@ -45,18 +50,21 @@ def run_backtest(
     *,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> BacktestReport:
-    """Walk forward over the stored closes; the ``backtest --json`` object.
-
-    Intervals follow ``BTCP_INTERVALS``: adaptive ones refit ``BTCP_DEFAULT_RISK_MODEL`` on the
-    stored candles inside each fold.
-    """
+) -> BacktestReport | RiskBacktestReport:
+    """Walk forward over the stored closes (risk models: candles); the ``backtest --json``
+    object. Price intervals follow ``BTCP_INTERVALS``: adaptive ones refit
+    ``BTCP_DEFAULT_RISK_MODEL`` on the stored candles inside each fold."""
     check_backtest(settings, request)
+    if family_of(request.model or settings.default_model) == "risk":
+        return run_risk_backtest(settings, engine, request, progress=progress)
     asset = parse_asset(request.asset).symbol
-    candles = load_training_candles(engine, asset, settings.train_start)
-    data = training_data(asset, candles)
+    candles = load_window(engine, asset, settings.train_start)
+    data = TrainingData(
+        asset,
+        np.array([c.close for c in candles], dtype=np.float64),
+        [c.ts.date() for c in candles],
+    )
     start = _start_index(data.days, request)
-    adaptive = settings.intervals == "adaptive"
     result = backtest(
         data.closes,
         model=request.model or settings.default_model,
@@ -69,7 +77,7 @@ def run_backtest(
         executor=executor,
         progress=progress,
         intervals=settings.intervals,
-        candles=to_ohlc(candles) if adaptive else None,
+        candles=_sigma_candles(settings, engine, asset, candles),
         risk_model=settings.default_risk_model,
     )
     return BacktestReport.model_validate(
@@ -77,14 +85,44 @@ def run_backtest(
     )
 
 
-def to_ohlc(candles: list[Candle]) -> OHLC:
-    """Checked consecutive candles as the risk models' OHLC (days numbered for weekdays)."""
-    return OHLC.from_arrays(
-        [c.open for c in candles],
-        [c.high for c in candles],
-        [c.low for c in candles],
-        [c.close for c in candles],
-        np.array([(c.ts.date() - EPOCH).days for c in candles], dtype=np.int64),
+def _sigma_candles(
+    settings: Settings, engine: Engine, asset: str, candles: list[Candle]
+) -> OHLC | None:
+    """The OHLC adaptive intervals refit the risk model on (None for static intervals)."""
+    if settings.intervals != "adaptive":
+        return None
+    risk.refuse_inverted_candles(engine, asset, settings.train_start)
+    return risk.risk_data(asset, candles).ohlc
+
+
+def run_risk_backtest(
+    settings: Settings,
+    engine: Engine,
+    request: BacktestRequest,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> RiskBacktestReport:
+    """A risk model's walk-forward over the stored candles, ``garch`` refitted alongside.
+
+    Folds run in this process: a risk fit takes milliseconds (``garch`` ~0.1 s on 4,000
+    days), far less than starting a worker process that imports ``arch``.
+    """
+    asset = parse_asset(request.asset).symbol
+    risk.refuse_inverted_candles(engine, asset, settings.train_start)
+    data = risk.risk_data(asset, load_window(engine, asset, settings.train_start))
+    start = _start_index(data.days, request)
+    result = risk_backtest(
+        data.ohlc,
+        model=request.model or settings.default_risk_model,
+        seed=request.seed,
+        start=start,
+        refit_every=request.refit_every,
+        max_horizon=request.horizon,
+        level=request.level,
+        progress=progress,
+    )
+    return RiskBacktestReport.model_validate(
+        result.to_json([d.isoformat() for d in data.days], asset=asset)
     )
 
 

@@ -12,7 +12,8 @@ refit every 30 days, horizons 1..7, with ``intervals="static"`` and ``"adaptive"
 is computed on targets from 2020-01-01 to the file's last day, on the rows where both methods
 have an interval (the same days side by side). VaR and ``p_up`` come from the 90% runs (they do
 not depend on the level). The tables go between this script's markers in ``--out`` (appended
-the first time), so ``bench/risk_quality.py``'s part of RISK.md is left alone.
+the first time), so ``bench/risk_quality.py``'s part of RISK.md is left alone; the
+hand-written reading (``--reading``) follows the tables.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def asset_section(asset: str, model: str, risk_model: str) -> list[str]:
     return out
 
 
+READING = Path("bench/results/risk_intervals_reading.md")  # hand-written, embedded as is
 BEGIN, END = "<!-- risk_intervals.py: begin -->", "<!-- risk_intervals.py: end -->"
 
 
@@ -252,6 +254,7 @@ def main() -> None:
     p.add_argument("--models", default="naive", help="comma-separated price models")
     p.add_argument("--risk-model", default="har")
     p.add_argument("--out", type=Path, default=Path("bench/RISK.md"))
+    p.add_argument("--reading", type=Path, default=READING, help="commentary embedded after")
     args = p.parse_args()
     lines = []
     for model in args.models.split(","):
@@ -265,6 +268,8 @@ def main() -> None:
             section = asset_section(asset, model, args.risk_model)
             print("\n".join(section), flush=True)
             lines += section
+    if args.reading.exists():
+        lines += ["", args.reading.read_text().strip()]
     text = args.out.read_text() if args.out.exists() else ""
     args.out.write_text(with_section(text, "\n".join(lines)))
 

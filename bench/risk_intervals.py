@@ -251,7 +251,7 @@ def with_section(text: str, section: str) -> str:
 def main() -> None:
     """Run both assets and write the markdown section."""
     p = argparse.ArgumentParser()
-    p.add_argument("--models", default="naive", help="comma-separated price models")
+    p.add_argument("--models", default="naive,lstm", help="comma-separated price models")
     p.add_argument("--risk-model", default="har")
     p.add_argument("--out", type=Path, default=Path("bench/RISK.md"))
     p.add_argument("--reading", type=Path, default=READING, help="commentary embedded after")

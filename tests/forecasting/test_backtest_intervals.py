@@ -7,6 +7,7 @@ import pytest
 
 from btc_predictor.errors import InvalidInputError, ModelNotFoundError
 from btc_predictor.forecasting import intervals
+from btc_predictor.forecasting.adaptive import Predictive, predictive_grid
 from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.backtest_intervals import risk_sigma
 from btc_predictor.forecasting.backtest_report import BacktestResult
@@ -84,6 +85,27 @@ def test_static_var_and_p_up_read_the_same_distribution(candles: OHLC) -> None:
     assert np.all(result.series_var_99[rows] > result.series_var_95[rows])
     up = result.series_forecast[rows] > origin
     assert np.all((result.series_p_up[rows] > 0.5) == up)
+
+
+def test_static_var_and_p_up_equal_the_predictive_of_each_folds_residuals(candles: OHLC) -> None:
+    """Cell by cell: Predictive on the |r| order statistics realised by the fold's start."""
+    result, h = run(candles, "static"), 2
+    log_res = np.log(result.series_actual) - np.log(result.series_forecast)
+    grid = predictive_grid([90])
+    fold = next(f for f in result.folds if f.first_origin - START >= 99 + h)
+    past = (result.series_h == h) & (result.series_origin + h <= fold.first_origin)
+    recent = np.sort(np.abs(intervals.recent_residuals(log_res[past])))
+    q = recent[np.ceil((recent.size + 1) * grid - 1e-9).astype(int) - 1]
+    rows = np.flatnonzero(
+        (result.series_h == h)
+        & (result.series_origin >= fold.first_origin)
+        & (result.series_origin <= fold.last_origin)
+    )
+    for i in rows:
+        dist = Predictive(result.series_naive[i], result.series_forecast[i], 1.0, grid, q)
+        got = (result.series_var_95[i], result.series_var_99[i], result.series_p_up[i])
+        assert got == pytest.approx((dist.var(0.95), dist.var(0.99), dist.p_up()), rel=1e-12)
+    assert rows.size == REFIT and np.all(result.series_p_up[rows] != 0.5)  # drift: not a tie
 
 
 def test_adaptive_intervals_ignore_every_later_day(candles: OHLC, adaptive: BacktestResult) -> None:

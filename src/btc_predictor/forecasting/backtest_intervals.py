@@ -18,11 +18,13 @@ origin close) and ``p_up``, all read from one predictive distribution
 Burn-in is per fold for both: a fold whose first origin lacks an interval at some horizon gets
 none (so ``fold_details[].burn_in`` keeps its meaning). The adaptive replay needs 99 realised
 scores at each horizon, so its burn-in is longer than static's (``min_residuals(level)``).
+
+Cost (BTC, the last 365 days x 30 horizons, naive, one core under load): 0.09 s static,
+1.8 s adaptive (har refits, then the day-by-day replay and one Predictive per cell).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -118,10 +120,10 @@ def static_table(
             forecasts[rows] * np.exp(q),
         )
         grid_q = _fold_grid(table, origins, span.first, grid, window)
-        for i, h in itertools.product(rows.tolist(), range(1, forecasts.shape[1] + 1)):
-            _fill_point(
-                columns, (i, h - 1), y[origins[i]], forecasts[i, h - 1], grid, grid_q[h - 1]
-            )
+        for h in range(1, forecasts.shape[1] + 1):
+            points = _static_points(y[origins[rows]], forecasts[rows, h - 1], grid, grid_q[h - 1])
+            for column, values in zip(columns[2:], points, strict=True):
+                column[rows, h - 1] = values
     return _table(columns, burn_in)
 
 
@@ -157,23 +159,26 @@ def _fold_grid(
     return out
 
 
-def _fill_point(
-    columns: list[FloatArray],
-    cell: tuple[int, int],
-    last_close: float,
-    forecast: float,
-    grid: FloatArray,
-    q: FloatArray,
-) -> None:
-    """VaR 95/99 and p_up of one cell from the static distribution (σ = 1); skip if none."""
+def _static_points(
+    last_close: FloatArray, forecast: FloatArray, grid: FloatArray, q: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(var_95, var_99, p_up) of many cells sharing one |r| distribution (σ = 1); NaN if none.
+
+    :class:`~btc_predictor.forecasting.adaptive.Predictive`'s formulas on arrays (a cell at a
+    time took ~2 s for 365 origins x 30 horizons); a test checks they agree cell by cell.
+    """
     if np.isnan(q[0]):
-        return
-    dist = adaptive.Predictive(float(last_close), float(forecast), 1.0, grid, q)
-    columns[2][cell], columns[3][cell], columns[4][cell] = (
-        dist.var(0.95),
-        dist.var(0.99),
-        dist.p_up(),
+        nan = np.full(last_close.shape, np.nan)
+        return nan, nan, nan
+    unit = adaptive.Predictive(1.0, 1.0, 1.0, grid, q)
+    var_95, var_99 = (
+        (1.0 - forecast * np.exp(-unit.quantile(lv)) / last_close) * 100.0
+        for lv in adaptive.var_levels(adaptive.VAR_QS)
     )
+    m = np.log(forecast / last_close)
+    grid_q = np.concatenate([[0.0], np.maximum.accumulate(q)])
+    inside = np.interp(np.abs(m), grid_q, np.concatenate([[0.0], grid]))
+    return var_95, var_99, np.where(m == 0, 0.5, 0.5 + np.sign(m) * 0.5 * inside)
 
 
 # --- adaptive --------------------------------------------------------------------------------

@@ -89,6 +89,12 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     return LoadedVersion(version_id, row.model, OnnxModel(artifacts.onnx, artifacts.meta))
 
 
+def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
+    """Verify and load one version in a session of its own (ArtifactError when damaged)."""
+    with read_session(engine) as session:
+        return load_version(session, version_id)
+
+
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
     """The newest ``count`` candles, which must be consecutive days."""
     candles = repo.load_candles(session=session, asset=asset, limit=count)

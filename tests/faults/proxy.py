@@ -66,6 +66,7 @@ class StallProxy:
             self.refuse()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        self.loop.close()
 
     # --- inside the loop ---------------------------------------------------------------------
 

@@ -170,16 +170,18 @@ class Outage:
 
     def failed(self, exc: Exception) -> None:
         """One attempt failed: log it if this is a new kind of failure."""
-        kind = type(exc).__name__
+        # Refused, reset, stalled: one state ("the database is down"), however it shows.
+        down = is_unavailable(exc) or isinstance(exc, BtcpError)
+        kind = "unavailable" if down else type(exc).__name__
         if kind == self.kind:
             return
         if self.kind is None:
             self.since = time.monotonic()
         self.kind = kind
-        if is_unavailable(exc) or isinstance(exc, BtcpError):
+        if down:
             self.log.warning("%s failing: %s", self.what, str(exc).splitlines()[0][:300])
         else:  # not the database: a bug, with its traceback (once)
-            self.log.exception("%s failing", self.what)
+            self.log.error("%s failing", self.what, exc_info=exc)
 
     def ended(self) -> None:
         """An attempt succeeded: log the recovery if it was failing."""

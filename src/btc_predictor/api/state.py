@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
-from btc_predictor.errors import ArtifactError, BtcpError
+from btc_predictor.errors import BtcpError, UnavailableError
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
@@ -77,9 +77,12 @@ class ServingState:
                 continue
             try:
                 loaded = load_stored_version(self.engine, version)
-            except ArtifactError as exc:
-                log.error("active version %d of %s cannot be loaded: %s", version, asset, exc)
-                self._load_errors[version] = exc.message
+            except Exception as exc:
+                if is_unavailable(exc) or isinstance(exc, UnavailableError):
+                    raise  # the database, not the version: the next poll tries again
+                # Damaged artifacts, or a graph ONNX Runtime refuses: it cannot serve.
+                log.error("active version %d of %s cannot be loaded", version, asset, exc_info=exc)
+                self._load_errors[version] = _why(exc)
                 continue
             with self._lock:
                 self._versions[version] = loaded
@@ -157,6 +160,14 @@ class ServingState:
         """A cached forecast with its data age brought up to ``now``."""
         age = data_age(datetime.fromisoformat(payload["as_of"]) - DAY, now)
         return {**payload, "data_age_seconds": age, "stale": self.settings.is_stale(age)}
+
+
+def _why(exc: Exception) -> str:
+    """A load failure in one line (a domain error's own message, else the exception's)."""
+    if isinstance(exc, BtcpError):
+        return exc.message
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}"
 
 
 class Outage:

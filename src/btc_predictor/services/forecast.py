@@ -90,9 +90,12 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
 
 
 def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
-    """Verify and load one version in a session of its own (ArtifactError when damaged)."""
+    """Verify and load one version (ArtifactError when damaged); the session is closed before
+    ONNX Runtime builds the model, so no connection is held meanwhile."""
     with read_session(engine) as session:
-        return load_version(session, version_id)
+        artifacts = store.load_artifacts(session=session, version_id=version_id)
+        model = store.get_version(session=session, version_id=version_id).model
+    return LoadedVersion(version_id, model, OnnxModel(artifacts.onnx, artifacts.meta))
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:

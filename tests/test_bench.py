@@ -72,7 +72,23 @@ def is_inert(node: ast.stmt) -> bool:
 
 
 def test_every_script_is_covered() -> None:
-    assert SCRIPTS == ["api_load", "asgi_cost", "forecast_quality", "recipe_search"]
+    assert SCRIPTS == [
+        "adaptive_intervals",
+        "api_load",
+        "asgi_cost",
+        "forecast_quality",
+        "recipe_search",
+    ]
+
+
+def test_adaptive_bench_volatility_helpers() -> None:
+    bench = load("adaptive_intervals")
+    returns = np.array([0.01, -0.01] * 20)
+    realised = bench.realised_vol(returns, window=4)
+    assert np.isnan(realised[:3]).all() and np.allclose(realised[3:], 0.01)
+    # EWMA of a constant square stays at it once started from the same variance.
+    sigma = bench.ewma_sigma(np.array([0.02, -0.02] * 20), 0.94)
+    assert np.allclose(sigma, 0.02)
 
 
 @pytest.mark.parametrize("stem", SCRIPTS)

@@ -78,7 +78,7 @@ def seed(url: str, data_dir: Path, *, last_day: date | None = None, days: int = 
 
 
 @contextlib.contextmanager
-def served(url: str, tmp: Path, **env: str) -> Iterator[str]:
+def run_serve(url: str, tmp: Path, **env: str) -> Iterator[str]:
     """``serve`` (no embedded worker) on ``url`` with the small deadlines; yields its URL."""
     settings = {
         "BTCP_DATABASE_URL": url,

@@ -20,8 +20,8 @@ from tests.faults.conftest import (
     STATEMENT_SECONDS,
     admin_sql,
     counted,
+    run_serve,
     seed,
-    served,
     through,
     timed_get,
 )
@@ -80,7 +80,7 @@ def test_a_stalled_database_answers_503_in_time_counts_it_and_recovers(
     pg_url: str, proxy: StallProxy, tmp_path: Path
 ) -> None:
     seed(pg_url, tmp_path / "seed")
-    with served(through(pg_url, proxy), tmp_path) as base:
+    with run_serve(through(pg_url, proxy), tmp_path) as base:
         for path in ["/predict", *DB_ROUTES]:  # warm: the forecast is cached, pools filled
             assert requests.get(base + path, timeout=10).status_code == 200, path
         log_before = (tmp_path / "serve.log").read_text()
@@ -138,8 +138,10 @@ def test_a_refused_or_reset_database_is_a_503_and_health_names_no_address(
     pg_url: str, proxy: StallProxy, tmp_path: Path
 ) -> None:
     seed(pg_url, tmp_path / "seed")
-    with served(through(pg_url, proxy), tmp_path) as base:
+    with run_serve(through(pg_url, proxy), tmp_path) as base:
         assert requests.get(base + "/api/v1/jobs", timeout=10).status_code == 200
+        log = tmp_path / "serve.log"
+        before = len(log.read_text())
 
         proxy.refuse()  # the server is gone: connects are refused, open links reset
         for path in DB_ROUTES:
@@ -152,6 +154,11 @@ def test_a_refused_or_reset_database_is_a_503_and_health_names_no_address(
         names_no_address(health.text, pg_url, proxy)
         ready, _ = timed_get(base + "/health/ready")
         assert ready is not None and ready.status_code == 503
+
+        time.sleep(2.0)  # four polls of the state poller, each refused at once
+        outage = log.read_text()[before:]
+        assert outage.count("state poll failing") == 1, outage[-3000:]
+        assert "Traceback" not in outage, outage[-3000:]
 
         proxy.accept()
         wait_until_ok(base + "/health/ready")

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.api.live import free_port
-from tests.faults.conftest import admin_sql, seed, served
+from tests.faults.conftest import admin_sql, run_serve, seed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 MINE = {"database", "model_store", "data"}
@@ -44,7 +44,7 @@ def test_a_damaged_active_version_is_a_degraded_reason(pg_url: str, tmp_path: Pa
         junk=b"not an onnx graph",
         v=version,
     )
-    with served(pg_url, tmp_path) as base:
+    with run_serve(pg_url, tmp_path) as base:
         code, body = health(base)
         forecast = requests.get(base + "/api/v1/forecast", timeout=10)
     assert forecast.status_code == 503 and forecast.json()["code"] == "artifact_damaged"
@@ -57,7 +57,7 @@ def test_a_damaged_active_version_is_a_degraded_reason(pg_url: str, tmp_path: Pa
 def test_year_old_data_is_a_degraded_reason(pg_url: str, tmp_path: Path) -> None:
     year_ago = datetime.now(UTC).date() - timedelta(days=365)
     seed(pg_url, tmp_path / "seed", last_day=year_ago)
-    with served(pg_url, tmp_path) as base:
+    with run_serve(pg_url, tmp_path) as base:
         code, body = health(base)
     assert code == 200 and body["status"] == "degraded"
     [reason] = reasons(body)
@@ -68,7 +68,7 @@ def test_year_old_data_is_a_degraded_reason(pg_url: str, tmp_path: Path) -> None
 
 def test_a_failed_refresh_is_a_degraded_reason(pg_url: str, tmp_path: Path) -> None:
     seed(pg_url, tmp_path / "seed")
-    with served(pg_url, tmp_path) as base:
+    with run_serve(pg_url, tmp_path) as base:
         assert reasons(health(base)[1]) == []
         # A real ingest whose only source cannot be reached (nothing listens on the port);
         # --since: the stored days are up to date, and an ingest with nothing to fetch is ok.

@@ -140,3 +140,16 @@ def test_health_probes_have_a_connection_of_their_own_and_2_s(
         assert attempt(probe)[0] == 1
     finally:
         probe.dispose()
+
+
+def test_the_statement_timeout_keeps_the_urls_own_options(
+    pg_database_url: str, tmp_path: Any
+) -> None:
+    url = pg_database_url + "?options=-c%20application_name%3Dmine"
+    engine = create_api_engine(Settings(data_dir=tmp_path, database_url=url))
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "10s"
+            assert connection.execute(text("SHOW application_name")).scalar() == "mine"
+    finally:
+        engine.dispose()

@@ -66,9 +66,11 @@ def _psycopg(url: URL) -> URL:
 HEALTH_SECONDS = 2.0
 
 
-def _pg_connect_args(settings: Settings, *, statement: float | None = None) -> dict[str, Any]:
+def _pg_connect_args(
+    settings: Settings, *, url: URL | None = None, statement: float | None = None
+) -> dict[str, Any]:
     """libpq parameters: connect timeout, keepalives, TCP user timeout (and a statement
-    timeout, server side, when ``statement`` is given)."""
+    timeout, server side, when ``statement`` is given, kept beside the URL's own options)."""
     connect = max(
         deadlines.MIN_CONNECT_SECONDS, math.ceil(settings.db_connect_timeout.total_seconds())
     )
@@ -85,7 +87,9 @@ def _pg_connect_args(settings: Settings, *, statement: float | None = None) -> d
         "tcp_user_timeout": int(limit * 1000),
     }
     if statement is not None:
-        args["options"] = f"-c statement_timeout={int(statement * 1000)}"
+        own = url.query.get("options") if url is not None else None
+        kept = [own] if isinstance(own, str) else list(own or ())
+        args["options"] = " ".join([*kept, f"-c statement_timeout={int(statement * 1000)}"])
     return args
 
 
@@ -101,7 +105,7 @@ def create_api_engine(settings: Settings) -> Engine:
         poolclass=deadlines.BudgetQueuePool,
         # Waiting for a pooled connection is part of the budget, so never longer than it.
         pool_timeout=min(settings.db_pool_timeout.total_seconds(), limit),
-        connect_args=_pg_connect_args(settings, statement=limit),
+        connect_args=_pg_connect_args(settings, url=url, statement=limit),
         json_serializer=_strict_json,
     )
     deadlines.install(engine, limit)  # its checkout ping replaces pool_pre_ping
@@ -117,7 +121,7 @@ def create_health_engine(engine: Engine, settings: Settings) -> Engine:
         engine.url,
         poolclass=deadlines.BudgetNullPool,
         connect_args={
-            **_pg_connect_args(settings, statement=HEALTH_SECONDS),
+            **_pg_connect_args(settings, url=engine.url, statement=HEALTH_SECONDS),
             "connect_timeout": deadlines.MIN_CONNECT_SECONDS,
         },
         json_serializer=_strict_json,

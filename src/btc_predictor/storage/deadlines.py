@@ -79,6 +79,12 @@ class Watchdog:
     """Shuts down the sockets of checkouts whose deadline passed (one daemon thread)."""
 
     def __init__(self) -> None:
+        self._reset()
+        # A forked child has no watchdog thread (and none of the parent's checkouts).
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        """No watches and no thread yet (the thread starts with the first watch)."""
         self._cond = threading.Condition()
         self._live: dict[Any, _Watch] = {}  # by pool connection record
         self._wake_at = math.inf

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     alert_error_ratio: float = Field(default=0.05, gt=0, le=1)
     degraded_days: int = Field(default=3, ge=1, le=30)
     retrain_cooldown: Duration = timedelta(days=7)
+    # Risk models (issue 15): the risk model trained beside the default price model, first,
+    # wherever no model is named (train, models bootstrap, ./run.sh local, retrain schedule).
+    default_risk_model: str = "har"
     # Database deadlines (issue 12): client-side, because a server-side timeout never fires
     # on a stalled link. The statement timeout bounds each unit of an API request's database
     # work (connect, ping and queries); migrations and the worker's writes are exempt.

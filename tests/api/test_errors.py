@@ -56,6 +56,15 @@ def test_every_error_is_a_problem(
     assert_problem(answer, status, code, path.split("?")[0])
 
 
+@pytest.mark.parametrize("model", ["har", "naive-range", "garch", "ewma-vol"])
+def test_a_risk_model_asked_for_a_price_forecast_names_the_risk_endpoint(
+    client: TestClient, model: str
+) -> None:
+    answer = client.get("/api/v1/forecast", params={"model": model})
+    detail = assert_problem(answer, 422, "invalid_parameter", "/api/v1/forecast")["detail"]
+    assert f"`{model}` is a risk model" in detail and "GET /api/v1/risk" in detail, detail
+
+
 def test_a_client_request_id_is_the_problems(client: TestClient) -> None:
     answer = client.get("/nope", headers={"X-Request-ID": "trace-42"})
     assert assert_problem(answer, 404, "not_found", "/nope")["request_id"] == "trace-42"

@@ -27,6 +27,7 @@ from btc_predictor.services import ledger, versions
 from btc_predictor.services.health import LIVE_DAYS, summarize, thresholds
 from btc_predictor.services.ingest import newest_candles
 from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.shapes.results import HoldoutMetrics
 from btc_predictor.sources.base import data_age
 from btc_predictor.storage import deadlines
 from btc_predictor.storage.db import HEALTH_SECONDS
@@ -122,18 +123,19 @@ class HealthCollector(Collector):
 
 
 def _model_samples(engine: Engine, asset: str) -> list[Sample]:
-    """Holdout MASE and R² of the newest version of each kind, and the active version."""
+    """Holdout MASE and R² of the newest price version of each kind, and the active one."""
     samples: list[Sample] = []
     active: list[Sample] = []
     seen: set[str] = set()
-    for version in versions.list_models(engine, asset=asset):  # newest first
+    # Price versions only: a risk model's MASE is a range MASE, another quantity.
+    for version in versions.list_models(engine, asset=asset, family="price"):  # newest first
         model = version.model
         if version.active:
             active.append(("bitcoin_lstm_model_info", (asset, model, str(version.id)), 1.0))
         if model in seen:
             continue
         seen.add(model)
-        if version.metrics is None:
+        if not isinstance(version.metrics, HoldoutMetrics):
             continue
         pairs = (
             ("bitcoin_lstm_model_mase", version.metrics.mase),

@@ -251,6 +251,76 @@ def _nonzero(value: float) -> float:
     return value if abs(value) > _CF_TINY else _CF_TINY
 
 
+# --- Range and volatility metrics (risk models, DESIGN §6 "Risk") ---------------------------
+# Estimators return one value per day; losses return a mean (None when undefined).
+
+# Smallest daily variance an estimator returns: a zero-range day (high == low, which real files
+# contain) is a variance of 0, whose log or QLIKE ratio is undefined. 1e-8 is a daily σ of
+# 0.01%, ~550x below the calmest non-flat BTC day of 2014–2025 (5.5e-6).
+VARIANCE_FLOOR = 1e-8
+_FOUR_LN2 = 4.0 * math.log(2.0)
+_GK_CLOSE = 2.0 * math.log(2.0) - 1.0
+
+
+def parkinson(high: npt.ArrayLike, low: npt.ArrayLike) -> FloatArray:
+    """Parkinson variance per day: ln(high/low)² / (4 ln 2), floored at VARIANCE_FLOOR."""
+    h, lo = _arrays(high, low)
+    return np.maximum(np.log(h / lo) ** 2 / _FOUR_LN2, VARIANCE_FLOOR)
+
+
+def garman_klass(
+    open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike
+) -> FloatArray:
+    """Garman–Klass variance per day: ½ ln(H/L)² − (2 ln 2 − 1) ln(C/O)², floored."""
+    o, h, lo, c = _arrays(open_, high, low, close)
+    value = 0.5 * np.log(h / lo) ** 2 - _GK_CLOSE * np.log(c / o) ** 2
+    return np.maximum(value, VARIANCE_FLOOR)
+
+
+def range_pct(high: npt.ArrayLike, low: npt.ArrayLike, prev_close: npt.ArrayLike) -> FloatArray:
+    """The day's range in % of the previous close: (high − low) / prev_close · 100."""
+    h, lo, p = _arrays(high, low, prev_close)
+    return (h - lo) / p * 100.0
+
+
+def qlike(realised: npt.ArrayLike, forecast: npt.ArrayLike) -> float | None:
+    """Mean QLIKE loss x/f − ln(x/f) − 1 of variance forecasts f for realised variances x."""
+    x, f = _arrays(realised, forecast)
+    if not x.size:
+        return None
+    if np.any(x <= 0) or np.any(f <= 0):
+        raise InvalidInputError("QLIKE needs positive realised and forecast variances")
+    return _finite(float(np.mean(qlike_losses(x, f))))
+
+
+def qlike_losses(realised: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
+    """Per-day QLIKE losses (for Diebold–Mariano tests on QLIKE)."""
+    x, f = _arrays(realised, forecast)
+    ratio = x / f
+    return ratio - np.log(ratio) - 1.0
+
+
+def winkler(
+    actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike, level: int
+) -> float | None:
+    """Mean Winkler score: width + (2/α)(lower − y)⁺ + (2/α)(y − upper)⁺, α = 1 − level/100."""
+    y, lo, hi = _arrays(actual, lower, upper)
+    if not 0 < level < 100:
+        raise InvalidInputError(f"level must be an integer percent in 1..99, got `{level}`")
+    if not y.size:
+        return None
+    alpha = 1.0 - level / 100.0
+    score = (hi - lo) + (2.0 / alpha) * (np.maximum(lo - y, 0.0) + np.maximum(y - hi, 0.0))
+    return _finite(float(np.mean(score)))
+
+
+def range_mase(
+    actual: npt.ArrayLike, forecast: npt.ArrayLike, naive_range: npt.ArrayLike
+) -> float | None:
+    """Range MASE: MAE(range forecast) / MAE(naive range = the origin day's) on the same days."""
+    return mase(actual, forecast, naive_range)
+
+
 # --- Interval calibration, VaR backtests and direction probability (issue 16) ---------------
 
 

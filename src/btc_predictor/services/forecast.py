@@ -74,7 +74,7 @@ def pick_version(session: Session, asset: str, model: str | None) -> int:
                 f"no active model for {asset}: run `btc-predictor train --asset {asset}`"
             )
         return active
-    for row in store.list_versions(session=session, asset=asset, model=model):
+    for row in store.list_versions(session=session, asset=asset, model=model, family=store.PRICE):
         if row.pruned_at is None:
             return row.id
     raise NoModelError(
@@ -86,7 +86,8 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
     row = store.get_version(session=session, version_id=version_id)
-    return LoadedVersion(version_id, row.model, OnnxModel(artifacts.onnx, artifacts.meta))
+    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
+    return LoadedVersion(version_id, row.model, runner)
 
 
 def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
@@ -95,7 +96,8 @@ def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
     with read_session(engine) as session:
         artifacts = store.load_artifacts(session=session, version_id=version_id)
         model = store.get_version(session=session, version_id=version_id).model
-    return LoadedVersion(version_id, model, OnnxModel(artifacts.onnx, artifacts.meta))
+    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
+    return LoadedVersion(version_id, model, runner)
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:

@@ -126,6 +126,21 @@ def load_candles(
     return [Candle(r.ts, r.open, r.high, r.low, r.close, r.volume) for r in reversed(rows)]
 
 
+def first_inverted_candle(
+    *, session: Session, asset: str, start: datetime | None = None
+) -> Candle | None:
+    """The earliest stored candle from ``start`` whose high is below its low, if any."""
+    query = select(CandleRow).where(
+        CandleRow.asset == asset, CandleRow.interval == INTERVAL, CandleRow.high < CandleRow.low
+    )
+    if start is not None:
+        query = query.where(CandleRow.ts >= start)
+    row = session.scalars(query.order_by(CandleRow.ts).limit(1)).first()
+    return (
+        None if row is None else Candle(row.ts, row.open, row.high, row.low, row.close, row.volume)
+    )
+
+
 def closes_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[date, float]:
     """Stored closes of ``asset`` on the given days (days without a candle are left out)."""
     stamps = [utc_day(d) for d in days]

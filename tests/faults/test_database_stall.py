@@ -86,7 +86,7 @@ def test_a_stalled_database_answers_503_in_time_counts_it_and_recovers(
         log_before = (tmp_path / "serve.log").read_text()
 
         proxy.pause()
-        paths = ["/health/ready", "/health", *DB_ROUTES * 5, "/predict"]
+        paths = ["/health/ready", "/health", *DB_ROUTES * 5, "/metrics", "/predict"]
         with ThreadPoolExecutor(len(paths)) as pool:
             answers = list(pool.map(lambda p: timed_get(base + p), paths))
         stalled_for = max(elapsed for _, elapsed in answers)
@@ -103,10 +103,13 @@ def test_a_stalled_database_answers_503_in_time_counts_it_and_recovers(
         assert health.json()["status"] == "unhealthy" and health_s <= READY_LIMIT + MARGIN
         assert health.json()["reasons"][0]["component"] == "database"
         names_no_address(health.text, pg_url, proxy)
-        for path, (answer, elapsed) in zip(paths[2:-1], answers[2:-1], strict=True):
+        for path, (answer, elapsed) in zip(paths[2:-2], answers[2:-2], strict=True):
             assert_unavailable(answer, path)
             assert elapsed <= ROUTE_LIMIT + MARGIN, (path, timings)
             names_no_address(answer.text if answer is not None else "", pg_url, proxy)
+        scrape, scrape_s = answers[-2]  # the process's own metrics, without the database's
+        assert scrape is not None and scrape.status_code == 200, timings
+        assert scrape_s <= READY_LIMIT + MARGIN and "bitcoin_lstm_requests_total" in scrape.text
         cached, _ = answers[-1]  # the hot path answers from memory, stall or not
         assert cached is not None and cached.status_code == 200, timings
         assert stalled_for <= ROUTE_LIMIT + MARGIN, timings

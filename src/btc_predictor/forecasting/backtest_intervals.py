@@ -45,7 +45,6 @@ from btc_predictor.forecasting.risk.ohlc import OHLC
 from btc_predictor.forecasting.training import IntArray
 
 IntervalMethod: TypeAlias = Literal["adaptive", "static"]
-INTERVAL_METHODS: tuple[IntervalMethod, ...] = ("adaptive", "static")
 # The predictive grid's top level is 0.99 (VaR 99 reads the 98% interval; p_up's grid ends at
 # 0.99): its order statistic exists from 99 scores on.
 _GRID_SCORES = min_residuals(99)

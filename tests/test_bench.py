@@ -221,3 +221,10 @@ def test_risk_quality_renders_targets_with_verdicts() -> None:
     assert "h=7 range MASE ≤ 0.9: 0.95 — **missed**" in text
     assert "h=1 QLIKE ≥ 8% better than garch: 0.1667 — met" in text
     assert "0.050 s (target ≤ 2 s: met)" in text
+
+
+def test_risk_quality_keeps_other_scripts_sections() -> None:
+    bench = load("risk_quality")
+    old = "# old\n<!-- risk_intervals.py: begin -->\nkept\n<!-- risk_intervals.py: end -->\n"
+    assert "kept" in bench.other_sections(old)
+    assert bench.other_sections("# nothing marked\n") == ""

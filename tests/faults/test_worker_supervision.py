@@ -153,6 +153,7 @@ def test_kill_9_of_the_worker_replaces_it_fails_its_job_and_health_tells(
         for body in dead:
             assert body["status"] != "healthy"
             assert body["components"]["worker"]["status"] in ("restarting", "dead"), body
+            assert any(reason["component"] == "worker" for reason in body["reasons"]), body
         after = requests.get(f"{served.url}/health", timeout=5).json()["components"]["worker"]
         assert after["status"] == "ok" and after["restarts"] >= 1, after
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _watch_parent(parent_pid: int, poll: float) -> None:
     """Poll the parent pid until it changes (reparented: the parent died)."""
     while True:
         _exit_if_orphaned(parent_pid)
-        threading.Event().wait(poll)
+        time.sleep(poll)
 
 
 def _exit_if_orphaned(parent_pid: int) -> None:

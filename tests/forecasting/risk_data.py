@@ -28,3 +28,15 @@ def synthetic_ohlc(n: int = 500, seed: int = 0, *, zero_range: tuple[int, ...] =
         var = 2e-5 + 0.1 * ret * ret + 0.85 * var
         price = closes[t]
     return OHLC.from_arrays(opens, highs, lows, closes, day)
+
+
+def brownian_ohlc(n: int = 400, sigma: float = 0.03, seed: int = 0, steps: int = 400) -> OHLC:
+    """Candles of a driftless Brownian log price with a constant daily σ (fine intraday grid)."""
+    rng = np.random.default_rng(seed)
+    paths = np.cumsum(rng.normal(0.0, sigma / np.sqrt(steps), (n, steps)), axis=1)
+    log_open = np.concatenate([[0.0], np.cumsum(paths[:-1, -1])])
+    log_high = log_open + np.maximum(paths.max(axis=1), 0.0)
+    log_low = log_open + np.minimum(paths.min(axis=1), 0.0)
+    log_close = log_open + paths[:, -1]
+    prices = [30_000.0 * np.exp(x) for x in (log_open, log_high, log_low, log_close)]
+    return OHLC.from_arrays(*prices, day=FIRST_DAY + np.arange(n))

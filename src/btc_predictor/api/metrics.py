@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from btc_predictor.api.state import Outage
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError
 from btc_predictor.services import ledger, versions
@@ -28,6 +29,8 @@ from btc_predictor.services.ingest import newest_candles
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.shapes.results import HoldoutMetrics
 from btc_predictor.sources.base import data_age
+from btc_predictor.storage import deadlines
+from btc_predictor.storage.db import HEALTH_SECONDS
 from btc_predictor.telemetry import FORECAST_HORIZONS, HEALTH_METRICS
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class HealthCollector(Collector):
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Sample]] | None = None
+        self._outage = Outage("forecast-health metrics", log)
 
     def collect(self) -> Iterable[Metric]:
         """One gauge family per HEALTH_METRICS name (thresholds even when the DB is down)."""
@@ -72,9 +76,13 @@ class HealthCollector(Collector):
                 for name, value in thresholds(self.settings).items()
             ]
             try:
-                samples += self._database_samples(self.clock())
-            except Exception:  # a scrape must still answer while the database is down
-                log.exception("forecast-health metrics unavailable")
+                # The health probes' budget: a scrape must answer while the database stalls.
+                with deadlines.budget(HEALTH_SECONDS):
+                    samples += self._database_samples(self.clock())
+            except Exception as exc:  # a scrape must still answer while the database is down
+                self._outage.failed(exc)
+            else:
+                self._outage.ended()
             self._cached = (time.monotonic(), samples)
             return samples
 

@@ -213,9 +213,13 @@ def backtest(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG report here.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Walk-forward backtest with refits; every horizon against naive, with coverage and DM."""
+    """Walk-forward backtest with refits; every horizon against naive, with coverage and DM.
+
+    A risk model (--model har|ewma-vol|garch|naive-range) is scored on the daily range against
+    naive-range, with QLIKE next to garch refitted in the same folds."""
     from btc_predictor.services.backtest import run_backtest
     from btc_predictor.shapes.requests import BacktestRequest
+    from btc_predictor.shapes.results import RiskBacktestReport
 
     request = build(
         BacktestRequest,
@@ -234,6 +238,11 @@ def backtest(
     config = settings()
     with progress("backtest folds") as update:
         report = run_backtest(config, engine(config), request, progress=update)
+    if isinstance(report, RiskBacktestReport):
+        if plot is not None:
+            views.plot_risk_backtest(report, plot)
+        print_json(report) if as_json else views.show_risk_backtest(report, plot)
+        return
     if plot is not None:
         views.plot_backtest(report, plot)
     print_json(report) if as_json else views.show_backtest(report, plot)

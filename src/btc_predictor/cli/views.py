@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
         Forecast,
         IngestReport,
         ModelVersion,
+        RiskBacktestReport,
         RiskMetrics,
         TrainResult,
     )
@@ -152,6 +153,66 @@ def show_backtest(report: BacktestReport, plot: Path | None) -> None:
     out.print(table)
     if plot is not None:
         out.print(f"plot written to {plot}", markup=False)
+
+
+def show_risk_backtest(report: RiskBacktestReport, plot: Path | None) -> None:
+    """A human risk backtest summary per horizon (ranges in % of the previous close)."""
+    table = Table(
+        title=f"{report.model} (risk) on {report.asset} {report.start} .. {report.end}"
+        f" ({report.folds} folds, {report.burn_in_folds} burn-in)"
+    )
+    for column in ("h", "n", "range MAE", "naive MAE", "MASE", "DM p", "QLIKE/garch", "coverage"):
+        table.add_column(column)
+    for h in report.horizons:
+        table.add_row(
+            str(h.h),
+            str(h.n),
+            fmt(h.range_mae, ".3f"),
+            fmt(h.naive_range_mae, ".3f"),
+            fmt(h.mase, ".4f"),
+            fmt(h.dm_pvalue, ".3f"),
+            f"{fmt(h.qlike, '.3f')}/{fmt(h.qlike_garch, '.3f')}",
+            fmt(h.coverage, ".1%"),
+        )
+    out.print(table)
+    if plot is not None:
+        out.print(f"plot written to {plot}", markup=False)
+
+
+def plot_risk_backtest(report: RiskBacktestReport, path: Path) -> Path:
+    """Realised vs forecast daily range (h=1) with the interval band and naive-range, plus
+    range MAE by horizon against naive-range."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.series if r.h == 1]
+    dates = [r.target_date for r in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
+    nan = float("nan")  # burn-in folds have no interval: leave a gap in the band
+    lower = [nan if r.lower is None else r.lower for r in rows]
+    upper = [nan if r.upper is None else r.upper for r in rows]
+    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report.level}% interval")
+    top.plot(dates, [r.actual for r in rows], color="black", linewidth=0.8, label="realised")
+    top.plot(dates, [r.forecast for r in rows], linewidth=1, label=f"{report.model} (h=1)")
+    top.plot(dates, [r.naive for r in rows], linewidth=0.6, linestyle="--", label="naive-range")
+    top.set_ylabel("daily range, % of previous close")
+    top.set_title(f"{report.asset} risk walk-forward {report.start} .. {report.end}")
+    top.legend()
+    steps = [h.h for h in report.horizons]
+    model_mae = [h.range_mae for h in report.horizons]
+    bottom.plot(steps, model_mae, marker="o", label=f"{report.model} range MAE")
+    naive_mae = [h.naive_range_mae for h in report.horizons]
+    bottom.plot(steps, naive_mae, marker="x", linestyle="--", label="naive-range MAE")
+    bottom.set_xticks(steps)
+    bottom.set_xlabel("horizon (days)")
+    bottom.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def human_age(seconds: float) -> str:

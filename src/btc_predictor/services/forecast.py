@@ -90,6 +90,16 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     return LoadedVersion(version_id, row.model, runner)
 
 
+def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
+    """Verify and load one version (ArtifactError when damaged); the session is closed before
+    ONNX Runtime builds the model, so no connection is held meanwhile."""
+    with read_session(engine) as session:
+        artifacts = store.load_artifacts(session=session, version_id=version_id)
+        model = store.get_version(session=session, version_id=version_id).model
+    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
+    return LoadedVersion(version_id, model, runner)
+
+
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
     """The newest ``count`` candles, which must be consecutive days."""
     candles = repo.load_candles(session=session, asset=asset, limit=count)

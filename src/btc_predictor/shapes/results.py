@@ -8,7 +8,7 @@ older and newer code alike, so results ignore fields they do not know.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -164,6 +164,61 @@ class BacktestReport(Result):
     fold_details: list[BacktestFold]
     horizons: list[BacktestHorizon]
     series: list[BacktestRow]
+
+
+# --- Risk backtests (issue 15): the price report's top-level keys, range_pct rows -------------
+
+
+class RiskBacktestHorizon(Result):
+    """Walk-forward metrics of a risk model at one horizon (ranges in % of the previous close):
+    range MASE and DM against ``naive-range`` on absolute range error, QLIKE of the variance
+    forecast next to ``garch``'s (refitted in the same folds) with DM on QLIKE loss, and the
+    range interval's coverage, mean width and Winkler score (burn-in folds excluded)."""
+
+    h: int
+    n: int
+    mase: float | None
+    range_mae: float | None
+    naive_range_mae: float | None
+    qlike: float | None
+    qlike_garch: float | None
+    dm_pvalue: float | None
+    dm_pvalue_garch: float | None
+    coverage: float | None
+    interval_width: float | None
+    winkler: float | None
+
+
+class RiskBacktestRow(Result):
+    """One realised risk forecast: range_pct of ``target_date`` from ``origin``, its interval
+    (None in burn-in), naive-range (the origin day's range) and the σ forecast (a fraction)."""
+
+    origin: date
+    target_date: date
+    h: int
+    actual: float
+    forecast: float
+    lower: float | None
+    upper: float | None
+    naive: float
+    volatility: float
+
+
+class RiskBacktestReport(Result):
+    """``backtest --model har --json``: a risk model's walk-forward run."""
+
+    asset: str
+    model: str
+    family: Literal["risk"] = "risk"
+    level: int
+    refit_every: int
+    start: date
+    end: date
+    folds: int
+    burn_in_folds: int
+    fold_details: list[BacktestFold]
+    horizons: list[RiskBacktestHorizon]
+    series: list[RiskBacktestRow]
 
 
 class ForecastPoint(Result):

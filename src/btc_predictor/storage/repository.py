@@ -230,3 +230,26 @@ def record_ingest_run(*, session: Session, run: IngestRunRow) -> int:
     session.add(run)
     session.flush()
     return run.id
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The newest ingest run of an asset: how it ended, when, and what it asked for."""
+
+    status: str
+    finished_at: datetime
+    requested: str
+
+
+def last_ingest_runs(*, session: Session, assets: Sequence[str]) -> dict[str, LastRun]:
+    """The newest ingest run of each of ``assets`` that ever had one."""
+    newest = (
+        select(func.max(IngestRunRow.id))
+        .where(IngestRunRow.asset.in_(list(assets)))
+        .group_by(IngestRunRow.asset)
+    )
+    query = select(IngestRunRow).where(IngestRunRow.id.in_(newest))
+    return {
+        row.asset: LastRun(row.status, row.finished_at, row.requested)
+        for row in session.scalars(query)
+    }

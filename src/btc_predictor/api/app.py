@@ -147,6 +147,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.to_thread(app.state.serving.ledger.flush)  # forecasts served last
             telemetry.process_exited(settings.metrics_dir)
             if owned:
                 db.dispose()

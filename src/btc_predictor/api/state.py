@@ -167,6 +167,10 @@ class ServingState:
         self.summaries = AssetSummaries()
         self.model_runs = 0  # model runs this process made (what coalescing saves)
 
+    def held(self) -> list[int]:
+        """The loaded versions, least recently used first."""
+        return list(self._slots)
+
     def read_states(self) -> dict[str, AssetState]:
         """Active version, newest candle and the rest of the state, from the database."""
         return asset_states(self.engine)

@@ -16,7 +16,6 @@ forecasts reach the ledger in batches, off the request path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections import OrderedDict
@@ -120,7 +119,8 @@ class LedgerQueue:
         except RuntimeError:
             return None
         with self._lock:
-            if self._writer is None:
+            # A writer cancelled with its event loop (a shutdown) never cleared itself.
+            if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
                 self._writer = loop.create_task(self._drain())
             return self._writer
 
@@ -197,18 +197,28 @@ class ServingState:
                 log.exception("state poll failed")
 
     def cached(self, request: ForecastRequest, now: datetime) -> dict[str, Any] | None:
-        """The forecast derived from this process's run for the request's state (no I/O)."""
+        """The forecast derived from this process's run for the request's state (no I/O).
+
+        The hot path of every cached answer: lock-free lookups only, kept inline.
+        """
         state = self._states.get(request.asset)
         if state is None or request.horizon > self.settings.max_horizon:
             return None  # horizons beyond the setting are refused by ``compute``
-        version = state.version_for(request.model)
+        model = request.model
+        version = state.active_version if model is None else state.version_for(model)
         slot = self._slots.get(version) if version is not None else None
         run = None if slot is None else slot.run
         if run is None or run.last_ts != state.last_candle or run.data_mark != state.data_mark:
             return None
-        with contextlib.suppress(KeyError):  # evicted meanwhile: still a valid answer
+        # try rather than contextlib.suppress: no context manager built per hot request.
+        try:  # noqa: SIM105
             self._slots.move_to_end(version)  # type: ignore[arg-type]
-        return self._answer(run, request, now)
+        except KeyError:  # evicted meanwhile: the run is still a valid answer
+            pass
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note(run, request.horizon, now)
+        return payload
 
     async def compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """A forecast no cached run answers: identical misses share one computation, run in

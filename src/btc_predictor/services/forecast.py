@@ -34,7 +34,7 @@ class LoadedVersion:
     version_id: int
     model: str
     runner: OnnxModel
-    asset: str = ""
+    asset: str
 
 
 def check_horizon(settings: Settings, horizon: int) -> None:

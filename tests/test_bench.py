@@ -72,7 +72,24 @@ def is_inert(node: ast.stmt) -> bool:
 
 
 def test_every_script_is_covered() -> None:
-    assert SCRIPTS == ["api_load", "asgi_cost", "forecast_quality", "recipe_search"]
+    assert SCRIPTS == [
+        "adaptive_intervals",
+        "api_load",
+        "asgi_cost",
+        "forecast_quality",
+        "recipe_search",
+        "risk_quality",
+    ]
+
+
+def test_adaptive_bench_volatility_helpers() -> None:
+    bench = load("adaptive_intervals")
+    returns = np.array([0.01, -0.01] * 20)
+    realised = bench.realised_vol(returns, window=4)
+    assert np.isnan(realised[:3]).all() and np.allclose(realised[3:], 0.01)
+    # EWMA of a constant square stays at it once started from the same variance.
+    sigma = bench.ewma_sigma(np.array([0.02, -0.02] * 20), 0.94)
+    assert np.allclose(sigma, 0.02)
 
 
 @pytest.mark.parametrize("stem", SCRIPTS)
@@ -138,3 +155,27 @@ def test_recipe_search_scoring_and_variants() -> None:
     assert {"lstm", "gru", "transformer", "ensemble", "seed-lstm"} <= set(rs.VARIANTS)
     head = rs.VARIANTS["lstm-randhead"]()._make_core().head
     assert head.weight.abs().sum() > 0  # re-initialized, not the zero naive-start head
+
+
+def test_risk_quality_renders_targets_with_verdicts() -> None:
+    risk = load("risk_quality")
+    scores = {"mase": 0.8, "dm_pvalue": 0.001, "qlike": 0.5, "qlike_garch": 0.6}
+    h7 = {**scores, "mase": 0.95}
+    block = {
+        "first_day": "2014-11-28", "last_day": "2025-11-29", "days": 4020, "path": "x.csv",
+        "sha256": "0" * 64,
+        "runs": [{"model": "har", "start": "2020-01-01", "end": "2025-11-29", "folds": 72,
+                  "horizons": {"1": {**scores, "dm_pvalue_garch": 0.01, "coverage": 0.9,
+                                     "winkler": 10.0},
+                               "7": {**h7, "dm_pvalue_garch": 0.1, "coverage": 0.9,
+                                     "winkler": 12.0}}}],
+    }  # fmt: skip
+    report = {
+        "command": "python bench/risk_quality.py", "measured_at": "now", "machine": "m",
+        "load1": 1.0, "assets": {"BTC-USD": block}, "fit_seconds": {"har": 0.05},
+    }  # fmt: skip
+    text = risk.render(report)
+    assert "| har | 0.8000 | 0.001 | 0.5000 | +16.7% |" in text
+    assert "h=7 range MASE ≤ 0.9: 0.95 — **missed**" in text
+    assert "h=1 QLIKE ≥ 8% better than garch: 0.1667 — met" in text
+    assert "0.050 s (target ≤ 2 s: met)" in text

@@ -15,8 +15,10 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every version and promotion before this migration is a price model.
-_PRICE = sa.text("'price'")
+# Every version and promotion before this migration is a price model. A plain string, not
+# sa.text: with a SQL-expression default Alembic's SQLite batch mode rebuilds the table, and
+# dropping model_versions then fails its foreign keys once any version exists.
+_PRICE = "price"
 
 
 def upgrade() -> None:

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     # Serving cache (issue 14): one LRU per API process over loaded model versions, each
     # holding its model run on the current data (every horizon and level derives from it).
     max_loaded_models: int = Field(default=64, ge=1)
+    # Risk models (issue 15): the risk model trained beside the default price model, first,
+    # wherever no model is named (train, models bootstrap, ./run.sh local, retrain schedule).
+    default_risk_model: str = "har"
+    # Database deadlines (issue 12): client-side, because a server-side timeout never fires
+    # on a stalled link. The statement timeout bounds each unit of an API request's database
+    # work (connect, ping and queries); migrations and the worker's writes are exempt.
+    db_connect_timeout: Duration = timedelta(seconds=3)
+    db_pool_timeout: Duration = timedelta(seconds=5)
+    db_statement_timeout: Duration = timedelta(seconds=10)
 
     @field_validator("assets")
     @classmethod
@@ -120,6 +129,14 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"{', '.join(twice)} listed more than once")
         return symbols
+
+    @field_validator("db_connect_timeout", "db_pool_timeout", "db_statement_timeout")
+    @classmethod
+    def _check_deadline(cls, value: timedelta) -> timedelta:
+        """A database deadline must be positive (zero would mean "wait for ever")."""
+        if value.total_seconds() <= 0:
+            raise ValueError("must be longer than 0 (e.g. 250ms, 3s)")
+        return value
 
     @field_validator("data_dir")
     @classmethod

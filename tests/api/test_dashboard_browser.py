@@ -289,6 +289,30 @@ def test_a_backtest_started_from_the_page_is_charted_against_naive(
     page.locator("#backtest-card").screenshot(path=str(ARTIFACTS / "dashboard-backtest.png"))
 
 
+def test_a_risk_backtest_is_charted_as_daily_ranges_against_naive_range(
+    dashboard: Dashboard, server: str
+) -> None:
+    page = dashboard.page
+    page.fill("#api-key", API_KEY)
+    page.click("#key-save")
+    page.select_option("#backtest-model", "har")
+    page.fill("#backtest-days", "60")
+    page.fill("#backtest-max-horizon", "2")
+    page.click("#backtest-start")
+    expect(page.locator("#backtest-status")).to_contain_text("against naive-range", timeout=60_000)
+    jobs = requests.get(f"{server}/api/v1/backtests", timeout=5).json()
+    (job,) = [j for j in jobs if j["params"]["model"] == "har"]
+    result = requests.get(f"{server}/api/v1/backtests/{job['id']}", timeout=5).json()
+    assert result["family"] == "risk"
+    first = page.locator("[data-testid=backtest-table] tbody tr").first.inner_text().split("\t")
+    # ranges are shown in percent of the previous close, not as money
+    assert first[2] == f"{result['horizons'][0]['range_mae']:.2f}%"
+    assert first[3] == f"{result['horizons'][0]['naive_range_mae']:.2f}%"
+    chart = page.locator("[data-testid=backtest-chart]")
+    assert int(chart.get_attribute("data-points")) == 60
+    assert dashboard.problems == []
+
+
 @pytest.fixture
 def empty_server(tmp_path: Path) -> Iterator[str]:
     """`serve` over a fresh data directory (no worker: it would try to download data)."""

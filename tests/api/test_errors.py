@@ -3,13 +3,18 @@ every GET route, unreadable bodies as 422, the dashboard's security headers."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
 
+from btc_predictor import telemetry
 from btc_predictor.api import app as api_app
 from btc_predictor.api.schemas import ErrorResponse
+from btc_predictor.errors import UnavailableError
 from tests.api.conftest import AUTH
 
 JSON_BODY = {**AUTH, "Content-Type": "application/json"}
@@ -49,6 +54,15 @@ def test_every_error_is_a_problem(
 ) -> None:
     answer = client.request(method, path)
     assert_problem(answer, status, code, path.split("?")[0])
+
+
+@pytest.mark.parametrize("model", ["har", "naive-range", "garch", "ewma-vol"])
+def test_a_risk_model_asked_for_a_price_forecast_names_the_risk_endpoint(
+    client: TestClient, model: str
+) -> None:
+    answer = client.get("/api/v1/forecast", params={"model": model})
+    detail = assert_problem(answer, 422, "invalid_parameter", "/api/v1/forecast")["detail"]
+    assert f"`{model}` is a risk model" in detail and "GET /api/v1/risk" in detail, detail
 
 
 def test_a_client_request_id_is_the_problems(client: TestClient) -> None:
@@ -95,6 +109,65 @@ def test_a_bug_is_a_500_problem_with_its_request_id(
     answer = client.get("/api/v1/forecast")
     body = assert_problem(answer, 500, "internal", "/api/v1/forecast")
     assert "a bug" not in answer.text and body["request_id"] in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        sa_exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),  # pool exhausted
+        sa_exc.OperationalError("SELECT 1", {}, Exception('server at "10.0.0.7", port 5432')),
+        sa_exc.InterfaceError("SELECT 1", {}, Exception("the connection is closed")),
+        UnavailableError("the database did not answer within 10 s"),  # our deadline
+    ],
+    ids=["pool-timeout", "operational", "interface", "deadline"],
+)
+def test_every_database_failure_is_a_503_unavailable(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def down(*_: Any, **__: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr("btc_predictor.jobs.queue.list_jobs", down)
+    answer = client.get("/api/v1/jobs")
+    body = assert_problem(answer, 503, "unavailable", "/api/v1/jobs")
+    assert "10.0.0.7" not in answer.text and "5432" not in answer.text, body
+
+
+def test_a_database_bug_is_a_500_internal_not_a_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr("btc_predictor.jobs.queue.list_jobs", broken)
+    assert_problem(client.get("/api/v1/jobs"), 500, "internal", "/api/v1/jobs")
+
+
+def test_the_envelope_counts_and_logs_a_request_that_ends_in_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observed: list[tuple[str, str | None, int]] = []
+
+    class Recorder(telemetry.RequestMetrics):
+        def observe(self, method: str, endpoint: str | None, status: int, seconds: float) -> None:
+            observed.append((method, endpoint, status))
+
+    async def hangs_up(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError  # the client went away mid-request
+
+    envelope = api_app.Envelope(hangs_up, metrics=Recorder(), cap=1024, templates={})
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/jobs", "headers": []}
+
+    async def nothing() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def sink(message: Any) -> None:
+        pass
+
+    with caplog.at_level(logging.INFO, "btc_predictor.api"), pytest.raises(asyncio.CancelledError):
+        asyncio.run(envelope(scope, nothing, sink))
+    assert observed == [("GET", None, api_app.CLIENT_GONE)]
+    assert any("GET /api/v1/jobs 499" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(

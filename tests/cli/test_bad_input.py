@@ -100,6 +100,9 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["predict", "--level", "49"], NO_ENV, "--level: Input should be greater than or equal to 50"),
     (["predict", "--asset", "ETH-USD"], NO_ENV, "asset ETH-USD is neither tracked nor stored"),
     (["predict", "--model", "drift"], NO_ENV, "no drift version for BTC-USD"),
+    # a risk model asked for a price forecast: the line says where to ask instead
+    (["predict", "--model", "har"], NO_ENV, "`har` is a risk model: it forecasts the daily range"),
+    (["predict", "--model", "naive-range"], NO_ENV, "ask `btc-predictor risk` or GET /api/v1/risk"),
     # backtest (paths are checked before the backtest runs)
     (["backtest", "--days", "9", "--start", "2024-01-01"], NO_ENV, "give days or start, not both"),
     (["backtest", "--days", "5000", "--model", "naive"], NO_ENV, "leaves no history to fit on"),
@@ -129,6 +132,9 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["models", "export", "1", "/proc/btcp"], NO_ENV, "output folder /proc/btcp: cannot write in"),
     (["models", "rollback"], NO_ENV, "no earlier promoted version"),
     (["models", "rollback", "--asset", "x"], NO_ENV, "asset `x` is not of the form BASE-QUOTE"),
+    (["models", "rollback", "--family", "risk"], NO_ENV, "no earlier promoted version (risk fam"),
+    (["models", "rollback", "--family", "vol"], NO_ENV, "--family: Input should be 'price' or 'ri"),
+    (["models", "list", "--family", "vol"], NO_ENV, "--family: Input should be 'price' or 'risk'"),
 ]
 
 

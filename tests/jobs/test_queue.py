@@ -93,16 +93,20 @@ def test_submit_normalises_params_and_dedupes_training_per_asset_and_model(
     first = jobs.submit(
         engine, settings, kind="train", params={"asset": "btc-usd", "epochs": 3}, now=NOW
     )
-    assert first["params"] == {"asset": "BTC-USD", "model": "lstm", "epochs": 3}
+    # No model: the defaults (risk, then price), recorded as such and deduped as one key.
+    assert first["params"] == {"asset": "BTC-USD", "epochs": 3}
     for kind, params in (
-        ("train", {"model": "lstm"}),
+        ("train", {}),
         ("retrain", {"asset": "BTC/USD", "reason": "weekly"}),
     ):
         with pytest.raises(
             JobRunningError,
-            match=f"train job {first['id']} is already queued for `train:BTC-USD:lstm`",
+            match=f"train job {first['id']} is already queued for `train:BTC-USD:default`",
         ):
             jobs.submit(engine, settings, kind=kind, params=params, now=NOW)
+    lstm = jobs.submit(engine, settings, kind="train", params={"model": "lstm"}, now=NOW)
+    with pytest.raises(JobRunningError, match=f"{lstm['id']} is already queued for `train:BTC-"):
+        jobs.submit(engine, settings, kind="retrain", params={"model": "lstm"}, now=NOW)
     jobs.submit(engine, settings, kind="train", params={"model": "drift"}, now=NOW)  # other model
     jobs.submit(engine, settings, kind="train", params={"asset": "ETH-USD"}, now=NOW)  # other asset
     jobs.submit(engine, settings, kind="backtest", params={}, now=NOW)

@@ -37,7 +37,14 @@ def fake_yahoo() -> FakeSource:
 
 @pytest.fixture
 def trained(settings: Settings, engine: Engine) -> Engine:
-    """BTC-USD has data and an active (naive) model, so bootstrap has nothing to do."""
+    """BTC-USD has data and active (naive, naive-range) models, so bootstrap has nothing to do."""
+    price_only(settings, engine)
+    train(settings, engine, TrainRequest(model="naive-range", promote="always"), now=NOW)
+    return engine
+
+
+def price_only(settings: Settings, engine: Engine) -> Engine:
+    """BTC-USD has data and an active price model (naive) but no risk model."""
     source = fake_yahoo()
     ingest(
         settings,
@@ -48,6 +55,17 @@ def trained(settings: Settings, engine: Engine) -> Engine:
     )
     train(settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
     return engine
+
+
+def test_bootstrap_trains_the_risk_default_where_only_a_price_model_is_active(
+    settings: Settings, engine: Engine
+) -> None:
+    price_only(settings, engine)
+    started = enqueue_due(engine, settings, now=NOW, starting=True)
+    assert kinds(engine, started) == [
+        ("train", {"asset": "BTC-USD", "model": "har"}),
+        ("ingest", {"asset": "BTC-USD"}),
+    ]
 
 
 def kinds(engine: Engine, job_ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -98,7 +116,8 @@ def test_first_start_on_an_empty_install_ingests_then_trains(
     assert ingest_job["result"]["inserted"] == 426
     # Training is queued by the finished ingest, so it can never start before its data.
     assert (train_job["kind"], train_job["status"]) == ("train", "queued")
-    assert train_job["params"] == {"asset": "BTC-USD", "model": "lstm", "promote": "auto"}
+    # No model named: the job trains the default risk model, then the default price model.
+    assert train_job["params"] == {"asset": "BTC-USD", "promote": "auto"}
     assert ingest_job["result"]["follow_up_job_id"] == train_job["id"]
     # The refresh due on first start was covered by the bootstrap ingest (same asset slot).
     assert enqueue_due(engine, settings, now=NOW + timedelta(hours=1), starting=True) == []
@@ -115,7 +134,7 @@ def test_bootstrap_trains_directly_when_data_exists(settings: Settings, engine: 
     )
     started = enqueue_due(engine, settings, now=NOW, starting=True)
     assert kinds(engine, started) == [
-        ("train", {"asset": "BTC-USD", "model": "lstm"}),
+        ("train", {"asset": "BTC-USD"}),
         ("ingest", {"asset": "BTC-USD"}),
     ]
 
@@ -180,7 +199,6 @@ def test_retrain_runs_every_period_through_the_promotion_rule(
             "retrain",
             {
                 "asset": "BTC-USD",
-                "model": "lstm",
                 "reason": "scheduled retrain (every 7d)",
                 "trigger": "schedule",
             },

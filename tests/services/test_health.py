@@ -3,18 +3,22 @@ health schedule that queues a retrain from it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
+from btc_predictor.errors import DataSourceError
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.schedules import enqueue_due
+from btc_predictor.services import health
 from btc_predictor.services.health import Live, degradation, summarize, unhealthy
+from btc_predictor.services.ingest import ingest
+from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.storage.ledger import WindowStats
 from tests.conftest import NOW
-from tests.factories import TODAY, fill_ledger
+from tests.factories import TODAY, FakeSource, fill_ledger
 
 
 def test_summarize_weights_models_by_count() -> None:
@@ -90,3 +94,62 @@ def test_health_schedule_is_silent_for_a_fine_model(served: Settings, engine: En
     )
     retrains = health_retrains(engine, served, NOW + timedelta(days=40))
     assert len(retrains) == 1 and "coverage" in retrains[0]["params"]["reason"]
+
+
+# --- the /health rule (DESIGN §7, issue 12) ---------------------------------------------------
+
+
+def _record(settings: Settings, engine: Engine) -> health.DatabaseRecord:
+    return health.read_database(settings, engine)
+
+
+def test_the_rule_is_healthy_only_without_reasons_and_unhealthy_only_without_a_database(
+    served: Settings, engine: Engine
+) -> None:
+    record = _record(served, engine)
+    parts = {
+        "database": health.database_component(record),
+        "model_store": health.model_component(record, lambda _: None),
+        "data": health.data_component(served, record, NOW),
+    }
+    assert health.verdict(True, parts) == ("healthy", [])
+    worker = health.Component({"status": "dead"}, (health.Reason("worker", None, "dead"),))
+    status, reasons = health.verdict(True, {**parts, "worker": worker})
+    assert status == "degraded" and reasons == [health.Reason("worker", None, "dead")]
+    down = {"database": health.database_component(None)}
+    status, reasons = health.verdict(False, down)
+    assert status == "unhealthy" and [r.component for r in reasons] == ["database"]
+    assert "127.0.0.1" not in reasons[0].detail
+
+
+def test_a_damaged_or_missing_active_model_is_a_reason(served: Settings, engine: Engine) -> None:
+    record = _record(served, engine)
+    version = record.assets[0].active_version
+    assert version is not None
+    damaged = health.model_component(record, {version: "model.onnx is damaged"}.get)
+    [reason] = damaged.reasons
+    assert (reason.component, reason.asset) == ("model_store", "BTC-USD")
+    assert f"active version {version}" in reason.detail and "damaged" in reason.detail
+    untrained = Settings(**{**served.model_dump(), "assets": ["BTC-USD", "ETH-USD"]})
+    [missing] = health.model_component(_record(untrained, engine), lambda _: None).reasons
+    assert missing.asset == "ETH-USD" and "train --asset ETH-USD" in missing.detail
+
+
+def test_stale_data_and_a_failed_refresh_are_reasons(served: Settings, engine: Engine) -> None:
+    year_later = NOW + timedelta(days=365)
+    [stale] = health.data_component(served, _record(served, engine), year_later).reasons
+    assert stale.component == "data" and "stale" in stale.detail and "2025-11-30" in stale.detail
+    failing = FakeSource("yahoo", fail="HTTP 503 from query1.finance.yahoo.com")
+    with pytest.raises(DataSourceError):
+        ingest(
+            served,
+            engine,
+            IngestRequest(asset="BTC-USD", since=date(2025, 11, 20)),
+            now=NOW,
+            source_factory=lambda _: failing,
+        )
+    data = health.data_component(served, _record(served, engine), NOW)
+    [failed] = data.reasons
+    assert failed.component == "data" and "last refresh failed" in failed.detail
+    assert "finance.yahoo.com" not in failed.detail  # source names only, never hosts
+    assert data.view["BTC-USD"]["last_refresh"]["status"] == "failed"

@@ -290,12 +290,16 @@ def test_default_lstm_trains_promotes_and_serves_through_onnx(
 
     quick = settings.model_copy(update={"train_epochs": 2})
     results = bootstrap_models(quick, btc, now=NOW)
-    report = results["BTC-USD"]
+    risk, report = results["BTC-USD"]  # the default risk model first, then the price model
+    assert isinstance(risk, TrainResult) and (risk.model, risk.family) == ("har", "risk")
     assert isinstance(report, TrainResult) and report.model == "lstm" and report.promoted
     assert report.promotion_reason == "promoted: no version is active"
     assert report.metrics.mase is not None and 0.9 < report.metrics.mase < 1.1
     assert bootstrap_models(quick, btc, now=NOW) == {
-        "BTC-USD": f"version {report.version} is active"
+        "BTC-USD": [
+            f"risk version {risk.version} is active",
+            f"price version {report.version} is active",
+        ]
     }
     forecast = predict(quick, btc, ForecastRequest(horizon=30), now=NOW)
     assert forecast.model == "lstm" and len(forecast.points) == 30

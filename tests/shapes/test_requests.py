@@ -10,7 +10,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from btc_predictor.forecasting import promotion, registry
-from btc_predictor.shapes.common import MODEL_NAMES, PROMOTION_MODES
+from btc_predictor.shapes.common import (
+    MODEL_NAMES,
+    PRICE_MODEL_NAMES,
+    PROMOTION_MODES,
+    RISK_MODEL_NAMES,
+    family_of,
+)
 from btc_predictor.shapes.jobs import JOB_KINDS, JOB_PARAMS
 from btc_predictor.shapes.requests import (
     BacktestRequest,
@@ -37,7 +43,10 @@ def test_shapes_import_only_the_ground_floor_and_pydantic() -> None:
 
 
 def test_model_names_and_promotion_modes_match_the_forecasting_core() -> None:
-    assert list(MODEL_NAMES) == registry.model_names()
+    assert list(PRICE_MODEL_NAMES) == registry.model_names()
+    assert list(RISK_MODEL_NAMES) == registry.risk_model_names()
+    assert list(MODEL_NAMES) == registry.model_names() + registry.risk_model_names()
+    assert all(family_of(n) == registry.model_family(n) for n in MODEL_NAMES)
     assert PROMOTION_MODES == promotion.PROMOTION_MODES
 
 

@@ -17,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,11 +28,16 @@ from btc_predictor.api.hot import hot_routes
 from btc_predictor.api.metrics import HealthCollector
 from btc_predictor.api.routing import allowed_methods, answer_head, route_templates
 from btc_predictor.api.schemas import ERRORS, PROBLEM_JSON, ErrorResponse
-from btc_predictor.api.state import ServingState
+from btc_predictor.api.state import Outage, ServingState
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
 from btc_predictor.sources.base import utc_now
-from btc_predictor.storage.db import create_db_engine, upgrade
+from btc_predictor.storage.db import (
+    create_api_engine,
+    create_health_engine,
+    is_unavailable,
+    upgrade,
+)
 
 log = logging.getLogger("btc_predictor.api")
 
@@ -66,6 +72,10 @@ HTTP_ERRORS: dict[int, tuple[int, str]] = {
 }
 # The scope key the envelope files the request id under, for the error bodies.
 REQUEST_ID = "btcp.request_id"
+DATABASE_UNAVAILABLE = "the database is unavailable or too slow; try again shortly"
+# What the access log and metrics record for a request whose client went away before any
+# answer (nginx's convention): not a server error, so it stays out of the 5xx ratio.
+CLIENT_GONE = 499
 
 
 class ProblemResponse(JSONResponse):
@@ -132,7 +142,8 @@ def create_app(
     """
     api_key = resolve_api_key(settings)
     owned = engine is None
-    db = engine or create_db_engine(settings)
+    db = engine or create_api_engine(settings)
+    probes = create_health_engine(db, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,6 +160,8 @@ def create_app(
                 task.cancel()
             await asyncio.to_thread(app.state.serving.ledger.flush)  # forecasts served last
             telemetry.process_exited(settings.metrics_dir)
+            if probes is not db:
+                probes.dispose()
             if owned:
                 db.dispose()
 
@@ -165,6 +178,8 @@ def create_app(
         description="Honest crypto price forecasts: every number next to the naive forecast.",
     )
     app.state.settings, app.state.engine, app.state.api_key = settings, db, api_key
+    app.state.health_engine = probes
+    app.state.probe_outage = Outage("database probe", log)
     app.state.clock = clock
     app.state.route_templates = {}  # filled once every route is in (the metrics' labels)
     app.state.serving = ServingState(settings, db)
@@ -241,10 +256,20 @@ def _install_errors(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed here (allowed: {allow})"
         return problem_response(request.scope, status, detail, code, headers=headers)
 
-    @app.exception_handler(OperationalError)
-    async def database(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable: %s", str(exc).splitlines()[0])
-        return problem_response(request.scope, 503, "database unavailable", "unavailable")
+    async def database(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            raise exc  # a bug (say an integrity error): the envelope's 500 `internal`
+        # The driver's text names the host and port: the log gets it, the client does not.
+        log.warning(
+            "database unavailable (request_id=%s): %s",
+            request.scope.get(REQUEST_ID, ""),
+            str(exc).splitlines()[0][:300],
+        )
+        return problem_response(request.scope, 503, DATABASE_UNAVAILABLE, "unavailable")
+
+    # Refused, reset, stalled (our deadline), pool exhausted: every failure of the database.
+    for kind in (DBAPIError, PoolTimeoutError, DisconnectionError):
+        app.add_exception_handler(kind, database)
 
 
 # Why json.loads refused a body, by the exception FastAPI wraps in its 400 (first match wins:
@@ -347,24 +372,31 @@ class Envelope:
             await send(message)
 
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.cap):
-            too_large = problem_response(
-                scope, 413, f"request body over {self.cap} bytes", "too_large"
-            )
-            await too_large(scope, receive, tagged)
-        else:
-            try:
+        gone = False
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.cap):
+                too_large = problem_response(
+                    scope, 413, f"request body over {self.cap} bytes", "too_large"
+                )
+                await too_large(scope, receive, tagged)
+            else:
                 await self.app(scope, self._capped(receive), tagged)
-            except Exception:
-                # A bug: logged with its request id, counted, answered as a problem too
-                # (Starlette's own 500 would be plain text, without the id).
-                log.exception("internal error (request_id=%s)", request_id)
-                if status == 0:
-                    internal = problem_response(
-                        scope, 500, f"internal error (request id {request_id})", "internal"
-                    )
-                    await internal(scope, receive, tagged)
-        self._log(scope, status or 500, time.perf_counter() - started, request_id)
+        except Exception:
+            # A bug: logged with its request id, counted, answered as a problem too
+            # (Starlette's own 500 would be plain text, without the id).
+            log.exception("internal error (request_id=%s)", request_id)
+            if status == 0:
+                internal = problem_response(
+                    scope, 500, f"internal error (request id {request_id})", "internal"
+                )
+                await internal(scope, receive, tagged)
+        except BaseException:  # cancelled: the client went away or the server is stopping
+            gone = True
+            raise
+        finally:
+            # Every request is logged and counted, however it ended.
+            final = status or (CLIENT_GONE if gone else 500)
+            self._log(scope, final, time.perf_counter() - started, request_id)
 
     def _capped(self, receive: Receive) -> Receive:
         """``receive`` that stops a body growing past the cap while it streams in (chunked

@@ -20,13 +20,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from btc_predictor.api.state import Outage
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError
 from btc_predictor.services import ledger, versions
 from btc_predictor.services.health import LIVE_DAYS, summarize, thresholds
 from btc_predictor.services.ingest import newest_candles
 from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.shapes.results import HoldoutMetrics
 from btc_predictor.sources.base import data_age
+from btc_predictor.storage import deadlines
+from btc_predictor.storage.db import HEALTH_SECONDS
 from btc_predictor.telemetry import FORECAST_HORIZONS, HEALTH_METRICS
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ class HealthCollector(Collector):
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Sample]] | None = None
+        self._outage = Outage("forecast-health metrics", log)
 
     def collect(self) -> Iterable[Metric]:
         """One gauge family per HEALTH_METRICS name (thresholds even when the DB is down)."""
@@ -71,9 +76,13 @@ class HealthCollector(Collector):
                 for name, value in thresholds(self.settings).items()
             ]
             try:
-                samples += self._database_samples(self.clock())
-            except Exception:  # a scrape must still answer while the database is down
-                log.exception("forecast-health metrics unavailable")
+                # The health probes' budget: a scrape must answer while the database stalls.
+                with deadlines.budget(HEALTH_SECONDS):
+                    samples += self._database_samples(self.clock())
+            except Exception as exc:  # a scrape must still answer while the database is down
+                self._outage.failed(exc)
+            else:
+                self._outage.ended()
             self._cached = (time.monotonic(), samples)
             return samples
 
@@ -114,18 +123,19 @@ class HealthCollector(Collector):
 
 
 def _model_samples(engine: Engine, asset: str) -> list[Sample]:
-    """Holdout MASE and R² of the newest version of each kind, and the active version."""
+    """Holdout MASE and R² of the newest price version of each kind, and the active one."""
     samples: list[Sample] = []
     active: list[Sample] = []
     seen: set[str] = set()
-    for version in versions.list_models(engine, asset=asset):  # newest first
+    # Price versions only: a risk model's MASE is a range MASE, another quantity.
+    for version in versions.list_models(engine, asset=asset, family="price"):  # newest first
         model = version.model
         if version.active:
             active.append(("bitcoin_lstm_model_info", (asset, model, str(version.id)), 1.0))
         if model in seen:
             continue
         seen.add(model)
-        if version.metrics is None:
+        if not isinstance(version.metrics, HoldoutMetrics):
             continue
         pairs = (
             ("bitcoin_lstm_model_mase", version.metrics.mase),

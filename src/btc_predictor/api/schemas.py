@@ -57,11 +57,18 @@ class RootResponse(BaseModel):
     model_status: str
 
 
+class HealthReason(BaseModel):
+    component: str
+    asset: str | None
+    detail: str
+
+
 class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     timestamp: str
     version: str
     model_ready: bool
+    reasons: list[HealthReason]
     system: dict[str, Any]
     components: dict[str, Any]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from btc_predictor.config import Settings
-from btc_predictor.errors import BtcpError
+from btc_predictor.errors import BtcpError, UnavailableError
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
@@ -34,12 +35,14 @@ from btc_predictor.services.forecast import (
     ModelRun,
     asset_states,
     check_request,
+    load_stored_version,
     locate,
     run_model,
 )
 from btc_predictor.services.ingest import AssetSummaries
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.sources.base import data_age
+from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 # (asset, model, version, newest candle, data mark) as this process knows them
@@ -166,6 +169,9 @@ class ServingState:
         self.ledger = LedgerQueue(engine)
         self.summaries = AssetSummaries()
         self.model_runs = 0  # model runs this process made (what coalescing saves)
+        # Why a version could not be loaded (its artifacts fail their checks), by version id:
+        # found when the poller first sees it active, and reported by /health.
+        self._load_errors: dict[int, str] = {}
 
     def held(self) -> list[int]:
         """The loaded versions, least recently used first."""
@@ -185,16 +191,42 @@ class ServingState:
             self._states = states
             for asset in changed:
                 self._forget(asset, states.get(asset))
+        self._load_active(states)
+
+    def _load_active(self, states: dict[str, AssetState]) -> None:
+        """Load each tracked asset's active version once, so a damaged one is known at once."""
+        for asset in self.settings.assets:
+            version = states[asset].active_version if asset in states else None
+            if version is None or version in self._slots or version in self._load_errors:
+                continue
+            try:
+                loaded = load_stored_version(self.engine, version)
+            except Exception as exc:
+                if is_unavailable(exc) or isinstance(exc, UnavailableError):
+                    raise  # the database, not the version: the next poll tries again
+                # Damaged artifacts, or a graph ONNX Runtime refuses: it cannot serve.
+                log.error("active version %d of %s cannot be loaded", version, asset, exc_info=exc)
+                self._load_errors[version] = _why(exc)
+                continue
+            with self._lock:
+                self._hold(loaded)
+
+    def load_error(self, version_id: int) -> str | None:
+        """Why ``version_id`` could not be loaded here (None: loaded, or not tried yet)."""
+        return self._load_errors.get(version_id)
 
     async def poll_forever(self) -> None:
         """Refresh every BTCP_STATE_POLL until cancelled (errors are logged, not fatal)."""
         interval = self.settings.state_poll.total_seconds()
+        outage = Outage("state poll", log)
         while True:
             await asyncio.sleep(interval)
             try:
                 await asyncio.to_thread(self.refresh)
-            except Exception:  # a database hiccup must not kill the poller
-                log.exception("state poll failed")
+            except Exception as exc:  # a database hiccup must not kill the poller
+                outage.failed(exc)
+            else:
+                outage.ended()
 
     def cached(self, request: ForecastRequest, now: datetime) -> dict[str, Any] | None:
         """The forecast derived from this process's run for the request's state (no I/O).
@@ -278,13 +310,17 @@ class ServingState:
 
     def _keep(self, loaded: LoadedVersion, run: CachedRun) -> None:
         """Hold a version's newest run as the most recently used entry (evicting the least)."""
+        self._hold(loaded).run = run
+
+    def _hold(self, loaded: LoadedVersion) -> _Slot:
+        """The version's slot, made the most recently used (the least used one evicted)."""
         slot = self._slots.get(loaded.version_id)
         if slot is None:
             slot = self._slots[loaded.version_id] = _Slot(loaded)
-        slot.run = run
         self._slots.move_to_end(loaded.version_id)
         while len(self._slots) > self.settings.max_loaded_models:
             self._slots.popitem(last=False)
+        return slot
 
     def _forget(self, asset: str, state: AssetState | None) -> None:
         """Drop the versions of ``asset`` no request resolves to now, and runs on old data."""
@@ -320,3 +356,43 @@ class ServingState:
         fresh = ninety.model_copy(update={"points": ninety.points[start:]})
         self.ledger.add(ledger.entry_rows(fresh, now=now))
         self.ledger.kick()
+
+
+def _why(exc: Exception) -> str:
+    """A load failure in one line (a domain error's own message, else the exception's)."""
+    if isinstance(exc, BtcpError):
+        return exc.message
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}"
+
+
+class Outage:
+    """Logs a failing background task once per change of state, not once per attempt (an
+    outage polled every second would otherwise write a traceback a second)."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what, self.log = what, logger
+        self.kind: str | None = None
+        self.since = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        """One attempt failed: log it if this is a new kind of failure."""
+        # Refused, reset, stalled: one state ("the database is down"), however it shows.
+        down = is_unavailable(exc) or isinstance(exc, BtcpError)
+        kind = "unavailable" if down else type(exc).__name__
+        if kind == self.kind:
+            return
+        if self.kind is None:
+            self.since = time.monotonic()
+        self.kind = kind
+        if down:
+            self.log.warning("%s failing: %s", self.what, str(exc).splitlines()[0][:300])
+        else:  # not the database: a bug, with its traceback (once)
+            self.log.error("%s failing", self.what, exc_info=exc)
+
+    def ended(self) -> None:
+        """An attempt succeeded: log the recovery if it was failing."""
+        if self.kind is not None:
+            elapsed = time.monotonic() - self.since
+            self.log.warning("%s recovered after %.1f s", self.what, elapsed)
+            self.kind = None

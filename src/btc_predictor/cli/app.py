@@ -39,6 +39,7 @@ from btc_predictor.shapes.common import (
     DEFAULT_HORIZON,
     DEFAULT_LEVEL,
     DEFAULT_REFIT_EVERY,
+    ModelFamily,
     ModelName,
     VersionId,
 )
@@ -136,7 +137,12 @@ def data_bootstrap() -> None:
 @command(app)
 def train(
     asset: AssetOpt = DEFAULT_ASSET,
-    model: ModelOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Price or risk model (default: BTCP_DEFAULT_RISK_MODEL, then BTCP_DEFAULT_MODEL)."
+        ),
+    ] = None,
     start: Annotated[
         str | None, typer.Option(help="First training day (default BTCP_TRAIN_START).")
     ] = None,
@@ -145,7 +151,10 @@ def train(
     promote: Annotated[str, typer.Option(help="auto | always | never.")] = "auto",
     as_json: JsonFlag = False,
 ) -> None:
-    """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored."""
+    """Train a model: 80/20 holdout metrics against naive, then a final fit that is stored.
+
+    Without --model: BTCP_DEFAULT_RISK_MODEL, then BTCP_DEFAULT_MODEL (JSON: the price
+    summary with the risk one as `risk`)."""
     from btc_predictor.services.training import train as run_train
     from btc_predictor.shapes.requests import TrainRequest
 
@@ -204,9 +213,13 @@ def backtest(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG report here.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Walk-forward backtest with refits; every horizon against naive, with coverage and DM."""
+    """Walk-forward backtest with refits; every horizon against naive, with coverage and DM.
+
+    A risk model (--model har|ewma-vol|garch|naive-range) is scored on the daily range against
+    naive-range, with QLIKE next to garch refitted in the same folds."""
     from btc_predictor.services.backtest import run_backtest
     from btc_predictor.shapes.requests import BacktestRequest
+    from btc_predictor.shapes.results import RiskBacktestReport
 
     request = build(
         BacktestRequest,
@@ -225,6 +238,11 @@ def backtest(
     config = settings()
     with progress("backtest folds") as update:
         report = run_backtest(config, engine(config), request, progress=update)
+    if isinstance(report, RiskBacktestReport):
+        if plot is not None:
+            views.plot_risk_backtest(report, plot)
+        print_json(report) if as_json else views.show_risk_backtest(report, plot)
+        return
     if plot is not None:
         views.plot_backtest(report, plot)
     print_json(report) if as_json else views.show_backtest(report, plot)
@@ -234,32 +252,38 @@ def backtest(
 def models_list(
     asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model kind.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family: price | risk.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Model versions, newest first."""
+    """Model versions, newest first (each with its family: price or risk)."""
     from btc_predictor.services.versions import list_models
 
     if model is not None:
         checked(ModelName, model, "--model")
-    rows = list_models(engine(settings()), asset=asset, model=model)
+    if family is not None:
+        checked(ModelFamily, family, "--family")
+    rows = list_models(engine(settings()), asset=asset, model=model, family=family)
     print_json(rows) if as_json else views.show_models(rows)
 
 
 @command(models_app, "bootstrap")
 def models_bootstrap() -> None:
-    """Train the default model for tracked assets that have data but no active version."""
+    """Train the default risk and price models for tracked assets with data but no active
+    version of that family (risk first)."""
     from btc_predictor.services.training import bootstrap_models
 
     config = settings()
-    with progress(f"training {config.default_model} (holdout, then final fit)") as update:
+    what = f"{config.default_risk_model}, then {config.default_model}"
+    with progress(f"training {what} (holdout, then final fit)") as update:
         results = bootstrap_models(
             config, engine(config), now=utc_now(), progress=epochs_progress(update)
         )
-    for asset, result in results.items():
-        if isinstance(result, str):
-            out.print(f"{asset}: {result}", markup=False)
-        else:
-            views.show_train(result)
+    for asset, outcomes in results.items():
+        for result in outcomes:
+            if isinstance(result, str):
+                out.print(f"{asset}: {result}", markup=False)
+            else:
+                views.show_train(result)
 
 
 @command(models_app, "show")
@@ -272,7 +296,7 @@ def models_show(version: VersionArg) -> None:
 
 @command(models_app, "promote")
 def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
-    """Make a version the active one of its asset."""
+    """Make a version the active one of its asset and family."""
     from btc_predictor.services.versions import promote_model
 
     version = checked(VersionId, version, "version")
@@ -283,13 +307,19 @@ def models_promote(version: VersionArg, as_json: JsonFlag = False) -> None:
 
 
 @command(models_app, "rollback")
-def models_rollback(asset: AssetOpt = DEFAULT_ASSET, as_json: JsonFlag = False) -> None:
-    """Reactivate the previously promoted version."""
+def models_rollback(
+    asset: AssetOpt = DEFAULT_ASSET,
+    family: Annotated[str, typer.Option(help="Which active version: price | risk.")] = "price",
+    as_json: JsonFlag = False,
+) -> None:
+    """Reactivate the previously promoted version of one family (the other is untouched)."""
     from btc_predictor.services.versions import rollback_model
+    from btc_predictor.shapes.requests import RollbackRequest
 
-    row = rollback_model(engine(settings()), asset, now=utc_now())
+    request = build(RollbackRequest, family=family)
+    row = rollback_model(engine(settings()), asset, now=utc_now(), family=request.family)
     print_json(row) if as_json else out.print(
-        f"{row.asset}: rolled back to version {row.id} ({row.model})"
+        f"{row.asset}: rolled back to {row.family} version {row.id} ({row.model})"
     )
 
 

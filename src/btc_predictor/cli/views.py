@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
         Forecast,
         IngestReport,
         ModelVersion,
+        RiskBacktestReport,
+        RiskMetrics,
         TrainResult,
     )
 
@@ -65,7 +67,14 @@ def fmt(value: float | None, spec: str = ",.2f") -> str:
 
 
 def show_train(report: TrainResult) -> None:
-    """A human training report with the naive baseline beside every metric."""
+    """A human training report (the risk model's first, when one command trained both)."""
+    from btc_predictor.shapes.results import RiskMetrics
+
+    if report.risk is not None:
+        show_train(report.risk)
+    if isinstance(report.metrics, RiskMetrics):
+        _show_risk_train(report, report.metrics)
+        return
     metrics, naive = report.metrics, report.baseline.naive
     table = Table(
         title=f"{report.model} v{report.version} on {report.asset} "
@@ -79,6 +88,24 @@ def show_train(report: TrainResult) -> None:
     table.add_row("MASE (vs naive)", fmt(metrics.mase, ".4f"), "1.0000")
     table.add_row("direction", fmt(metrics.directional_accuracy, ".1%"), "-")
     table.add_row("DM p-value vs naive", fmt(metrics.dm_pvalue, ".3f"), "-")
+    out.print(table)
+    out.print(report.promotion_reason, markup=False)
+
+
+def _show_risk_train(report: TrainResult, metrics: RiskMetrics) -> None:
+    """A risk model's training report: range errors against naive-range, QLIKE, coverage."""
+    table = Table(
+        title=f"{report.model} v{report.version} on {report.asset} (risk; "
+        f"{report.train_start} .. {report.train_end}, "
+        f"{report.data_points_used} days, {report.training_duration:.1f} s)"
+    )
+    for column in ("holdout (last 20%), h=1", report.model, "naive-range"):
+        table.add_column(column)
+    table.add_row("range MAE (pct points)", fmt(metrics.range_mae), fmt(report.baseline.naive.mae))
+    table.add_row("range MASE", fmt(metrics.mase, ".4f"), "1.0000")
+    table.add_row("QLIKE", fmt(metrics.qlike, ".4f"), "-")
+    table.add_row("DM p-value vs naive-range", fmt(metrics.dm_pvalue, ".3f"), "-")
+    table.add_row("interval coverage", fmt(metrics.coverage, ".1%"), "-")
     out.print(table)
     out.print(report.promotion_reason, markup=False)
 
@@ -128,6 +155,66 @@ def show_backtest(report: BacktestReport, plot: Path | None) -> None:
         out.print(f"plot written to {plot}", markup=False)
 
 
+def show_risk_backtest(report: RiskBacktestReport, plot: Path | None) -> None:
+    """A human risk backtest summary per horizon (ranges in % of the previous close)."""
+    table = Table(
+        title=f"{report.model} (risk) on {report.asset} {report.start} .. {report.end}"
+        f" ({report.folds} folds, {report.burn_in_folds} burn-in)"
+    )
+    for column in ("h", "n", "range MAE", "naive MAE", "MASE", "DM p", "QLIKE/garch", "coverage"):
+        table.add_column(column)
+    for h in report.horizons:
+        table.add_row(
+            str(h.h),
+            str(h.n),
+            fmt(h.range_mae, ".3f"),
+            fmt(h.naive_range_mae, ".3f"),
+            fmt(h.mase, ".4f"),
+            fmt(h.dm_pvalue, ".3f"),
+            f"{fmt(h.qlike, '.3f')}/{fmt(h.qlike_garch, '.3f')}",
+            fmt(h.coverage, ".1%"),
+        )
+    out.print(table)
+    if plot is not None:
+        out.print(f"plot written to {plot}", markup=False)
+
+
+def plot_risk_backtest(report: RiskBacktestReport, path: Path) -> Path:
+    """Realised vs forecast daily range (h=1) with the interval band and naive-range, plus
+    range MAE by horizon against naive-range."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.series if r.h == 1]
+    dates = [r.target_date for r in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
+    nan = float("nan")  # burn-in folds have no interval: leave a gap in the band
+    lower = [nan if r.lower is None else r.lower for r in rows]
+    upper = [nan if r.upper is None else r.upper for r in rows]
+    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report.level}% interval")
+    top.plot(dates, [r.actual for r in rows], color="black", linewidth=0.8, label="realised")
+    top.plot(dates, [r.forecast for r in rows], linewidth=1, label=f"{report.model} (h=1)")
+    top.plot(dates, [r.naive for r in rows], linewidth=0.6, linestyle="--", label="naive-range")
+    top.set_ylabel("daily range, % of previous close")
+    top.set_title(f"{report.asset} risk walk-forward {report.start} .. {report.end}")
+    top.legend()
+    steps = [h.h for h in report.horizons]
+    model_mae = [h.range_mae for h in report.horizons]
+    bottom.plot(steps, model_mae, marker="o", label=f"{report.model} range MAE")
+    naive_mae = [h.naive_range_mae for h in report.horizons]
+    bottom.plot(steps, naive_mae, marker="x", linestyle="--", label="naive-range MAE")
+    bottom.set_xticks(steps)
+    bottom.set_xlabel("horizon (days)")
+    bottom.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def human_age(seconds: float) -> str:
     """A compact human age."""
     return f"{seconds / 86400:.1f} d" if seconds >= 172800 else f"{seconds / 3600:.1f} h"
@@ -136,12 +223,13 @@ def human_age(seconds: float) -> str:
 def show_models(rows: list[ModelVersion]) -> None:
     """A human table of model versions, newest first."""
     table = Table(title="model versions")
-    for column in ("id", "asset", "model", "trained on", "MASE", "active"):
+    for column in ("id", "asset", "family", "model", "trained on", "MASE", "active"):
         table.add_column(column)
     for r in rows:
         table.add_row(
             str(r.id),
             r.asset,
+            r.family,
             r.model,
             f"{r.train_start} .. {r.train_end}",
             fmt(r.holdout_mase, ".4f"),

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from btc_predictor.errors import ModelNotFoundError
 from btc_predictor.forecasting.base import Forecaster
+
+if TYPE_CHECKING:
+    from btc_predictor.forecasting.risk.base import RiskForecaster
 
 _PACKAGE = "btc_predictor.forecasting"
 
@@ -49,4 +52,55 @@ def get_model_class(name: str) -> type[Forecaster]:
 def create_model(name: str, *, max_horizon: int = 30, **overrides: Any) -> Forecaster:
     """A new, unfitted model ``name`` with ``max_horizon`` and hyperparameter overrides."""
     factory = cast(Callable[..., Forecaster], get_model_class(name))
+    return factory(max_horizon=max_horizon, **overrides)
+
+
+# --- Risk models (the second family, DESIGN §6 "Risk") ------------------------------------
+
+Family = Literal["price", "risk"]
+FAMILIES: tuple[Family, ...] = ("price", "risk")
+
+# name -> "module:Class", listing order; numpy-only modules (``garch`` imports ``arch`` in fit).
+RISK_MODELS: Mapping[str, str] = MappingProxyType(
+    {
+        "naive-range": f"{_PACKAGE}.risk.naive:NaiveRange",
+        "ewma-vol": f"{_PACKAGE}.risk.ewma:EwmaVol",
+        "har": f"{_PACKAGE}.risk.har:HarRange",
+        "garch": f"{_PACKAGE}.risk.garch:Garch",
+    }
+)
+
+
+def risk_model_names() -> list[str]:
+    """Every registered risk model name, in listing order."""
+    return list(RISK_MODELS)
+
+
+def model_family(name: str) -> Family:
+    """``price`` or ``risk`` for a registered name; unknown names raise ModelNotFoundError."""
+    if name in MODELS:
+        return "price"
+    if name in RISK_MODELS:
+        return "risk"
+    raise ModelNotFoundError(
+        f"unknown model `{name}`; price models: {', '.join(MODELS)}; "
+        f"risk models: {', '.join(RISK_MODELS)}"
+    )
+
+
+def get_risk_model_class(name: str) -> type[RiskForecaster]:
+    """The risk model class registered as ``name``; other names raise ModelNotFoundError."""
+    target = RISK_MODELS.get(name)
+    if target is None:
+        raise ModelNotFoundError(
+            f"unknown risk model `{name}`; valid risk models: {', '.join(RISK_MODELS)}"
+        )
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    return cast("type[RiskForecaster]", getattr(module, class_name))
+
+
+def create_risk_model(name: str, *, max_horizon: int = 30, **overrides: Any) -> RiskForecaster:
+    """A new, unfitted risk model ``name`` with ``max_horizon`` and hyperparameter overrides."""
+    factory = cast("Callable[..., RiskForecaster]", get_risk_model_class(name))
     return factory(max_horizon=max_horizon, **overrides)

@@ -37,6 +37,8 @@ from btc_predictor.shapes.results import IngestReport
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# What a train job's stored result leaves out: residuals, at the top level and in ``risk``.
+TRAIN_JOB_EXCLUDE: dict[str, Any] = {"calibration": True, "risk": {"calibration": True}}
 Progress = Callable[[float, str], None]  # (fraction of the job done 0..1, status line)
 
 
@@ -93,7 +95,8 @@ def _bootstrap_report(ctx: JobContext, asset: str) -> IngestReport | None:
 
 
 def _chain_training(ctx: JobContext, asset: str) -> str | None:
-    """Queue the default model's training once its data is in (None if one is pending)."""
+    """Queue the default models' training (risk, then price) once the data is in (None if
+    one is pending)."""
     request = TrainRequest(asset=asset, promote="auto")
     try:
         job = submit(ctx.engine, ctx.settings, kind="train", params=request, now=ctx.clock())
@@ -125,14 +128,20 @@ def _steps(progress: Progress, what: str) -> ProgressFn:
 
 
 def run_train(ctx: JobContext, request: TrainRequest, progress: Progress) -> dict[str, Any]:
-    """Train a model version; the promotion mode decides whether it becomes active."""
-    progress(0.0, f"training {request.model} for {request.asset}")
+    """Train a model version (or, with no model named, the default risk then price model);
+    the promotion mode decides whether each becomes active."""
+    what = request.model or (f"{ctx.settings.default_risk_model} and {ctx.settings.default_model}")
+    progress(0.0, f"training {what} for {request.asset}")
     report = train(
         ctx.settings, ctx.engine, request, now=ctx.clock(), progress=_steps(progress, "training")
     )
-    telemetry.TRAINING_DURATION.labels(report.asset, report.model).observe(report.training_duration)
+    for trained in (report, report.risk):
+        if trained is not None:
+            telemetry.TRAINING_DURATION.labels(trained.asset, trained.model).observe(
+                trained.training_duration
+            )
     # The calibration residuals (~30 × 600 floats) live in the version's meta.json already.
-    return report.model_dump(mode="json", exclude={"calibration"})
+    return report.model_dump(mode="json", exclude=TRAIN_JOB_EXCLUDE)
 
 
 def run_retrain(ctx: JobContext, request: RetrainRequest, progress: Progress) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from btc_predictor.services.ingest import require_known_asset
 from btc_predictor.services.training import admit_fit
 from btc_predictor.shapes.common import Shape, first_problem
 from btc_predictor.shapes.jobs import JOB_KINDS, JOB_PARAMS
-from btc_predictor.shapes.requests import BacktestRequest, IngestJob, ModelFit
+from btc_predictor.shapes.requests import (
+    BacktestRequest,
+    IngestJob,
+    ModelFit,
+    RetrainRequest,
+    TrainRequest,
+)
 
 
 def check_kind(kind: str) -> str:
@@ -48,9 +54,13 @@ def parse_params(kind: str, params: Mapping[str, Any] | BaseModel) -> Shape:
 
 
 def normalize_params(settings: Settings, kind: str, params: Mapping[str, Any] | BaseModel) -> Shape:
-    """Checked params with the model default filled in (so the job records what it runs)."""
+    """Checked params with the model default filled in (so the job records what it runs).
+
+    A train or retrain without a model stays without one: it trains both defaults (risk,
+    then price) when it runs, which its params say by naming no model."""
     request = parse_params(kind, params)
-    if isinstance(request, ModelFit) and request.model is None:
+    trains_defaults = isinstance(request, TrainRequest | RetrainRequest)
+    if isinstance(request, ModelFit) and request.model is None and not trains_defaults:
         request = request.model_copy(update={"model": settings.default_model})
     return request
 

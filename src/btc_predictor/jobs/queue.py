@@ -41,7 +41,9 @@ class ClaimedJob:
 
 
 def dedupe_key_for(kind: str, params: dict[str, Any]) -> str | None:
-    """One training per (asset, model) and one ingest per asset; backtests never collide."""
+    """One training per (asset, model) and one ingest per asset; backtests never collide.
+
+    A training of the defaults (no model: risk, then price) has its own key, ``default``."""
     asset = str(params.get("asset", "")).upper()
     if kind in ("train", "retrain"):
         return f"train:{asset}:{params.get('model') or 'default'}"

@@ -8,7 +8,7 @@ process (the API) can list them.
 - ``refresh``: an ingest job per tracked asset shortly after each UTC day closes (00:00 UTC +
   ``refresh_delay``); on the first start at once, and on a later start only if a run was
   missed while no worker was up.
-- ``retrain``: a ``retrain`` job of the default model per tracked asset every
+- ``retrain``: a ``retrain`` job of the default models (risk, then price) per tracked asset every
   ``retrain_every`` (the first one a full period after the first start); the promotion rule
   decides whether the new version becomes active.
 - ``health``: every hour, per tracked asset, :func:`services.health.degradation` (live error worse
@@ -17,8 +17,10 @@ process (the API) can list them.
   ``retrain_cooldown``; the promotion rule still decides whether the new version serves.
 - ``bootstrap``: at every worker start, for each tracked asset without an active model: with
   no stored data, an ingest job (the first-run ingest, BOOTSTRAP_CSV aware) that queues the
-  default model's training when it succeeds (chained, so training never starts before its
-  data, even with several workers); with data, the training job directly.
+  default models' training when it succeeds (chained, so training never starts before its
+  data, even with several workers); with data, the training job directly. An asset whose
+  price model is active but that has no active risk model gets the default risk model's
+  training.
 
 An equivalent queued or running job (same dedupe key) means the work is already under way:
 that asset is skipped.
@@ -51,12 +53,13 @@ DAY = timedelta(days=1)
 SCHEDULES = ("bootstrap", "refresh", "health", "retrain")
 HEALTH_EVERY = timedelta(hours=1)
 DESCRIPTIONS = {
-    "bootstrap": "first run: ingest data and train the default model for tracked assets "
-    "that have no active model",
+    "bootstrap": "first run: ingest data and train the default risk and price models for "
+    "tracked assets that have no active model",
     "refresh": "ingest the day that just closed for every tracked asset",
     "health": "retrain an asset whose live forecasts degraded (vs naive, or interval "
     "coverage) for several days; at most once per cooldown",
-    "retrain": "retrain the default model of every tracked asset (promoted only if better)",
+    "retrain": "retrain the default risk and price models of every tracked asset (each "
+    "promoted only if better)",
 }
 
 
@@ -198,10 +201,14 @@ def _reason_kind(reason: str) -> str:
 
 
 def _bootstrap(engine: Engine, settings: Settings, now: datetime) -> list[str]:
-    """Ingest-then-train (or just train) each tracked asset that has no active model."""
+    """Ingest-then-train (or just train) each tracked asset that has no active model: both
+    defaults (risk, then price) without a price model, the risk one alone without a risk one."""
     job_ids: list[str] = []
     for asset in settings.assets:
         if active_version_id(engine, asset) is not None:
+            if active_version_id(engine, asset, "risk") is None and has_candles(engine, asset):
+                risk = {"asset": asset, "model": settings.default_risk_model}
+                job_ids += _submit(engine, settings, "train", risk, now)
             continue
         if has_candles(engine, asset):
             job_ids += _submit(engine, settings, "train", {"asset": asset}, now)

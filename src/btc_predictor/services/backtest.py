@@ -1,4 +1,4 @@
-"""The walk-forward backtest use case and its PNG report."""
+"""The walk-forward backtest use case and its PNG report (price and risk models)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,25 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import NotEnoughDataError
 from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.executors import Executor
-from btc_predictor.forecasting.registry import get_model_class
+from btc_predictor.forecasting.registry import get_model_class, get_risk_model_class
+from btc_predictor.forecasting.risk.backtest import risk_backtest
+from btc_predictor.services import risk_training as risk
 from btc_predictor.services.forecast import check_horizon
-from btc_predictor.services.training import admit_fit, load_training_data
+from btc_predictor.services.training import admit_fit, load_training_data, load_window
+from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import BacktestRequest
-from btc_predictor.shapes.results import BacktestReport
+from btc_predictor.shapes.results import BacktestReport, RiskBacktestReport
 from btc_predictor.sources.base import parse_asset
 
 
 def check_backtest(settings: Settings, request: BacktestRequest) -> None:
     """Reject what the shape cannot know before any data is read: horizon, model."""
     check_horizon(settings, request.horizon)
-    get_model_class(request.model or settings.default_model)
+    name = request.model or settings.default_model
+    if family_of(name) == "risk":
+        get_risk_model_class(name)
+    else:
+        get_model_class(name)
 
 
 def admit_backtest(
@@ -41,9 +48,12 @@ def run_backtest(
     *,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> BacktestReport:
-    """Walk forward over the stored closes; the ``backtest --json`` object."""
+) -> BacktestReport | RiskBacktestReport:
+    """Walk forward over the stored closes (risk models: candles); the ``backtest --json``
+    object."""
     check_backtest(settings, request)
+    if family_of(request.model or settings.default_model) == "risk":
+        return run_risk_backtest(settings, engine, request, progress=progress)
     asset = parse_asset(request.asset).symbol
     data = load_training_data(engine, asset, settings.train_start)
     start = _start_index(data.days, request)
@@ -60,6 +70,37 @@ def run_backtest(
         progress=progress,
     )
     return BacktestReport.model_validate(
+        result.to_json([d.isoformat() for d in data.days], asset=asset)
+    )
+
+
+def run_risk_backtest(
+    settings: Settings,
+    engine: Engine,
+    request: BacktestRequest,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> RiskBacktestReport:
+    """A risk model's walk-forward over the stored candles, ``garch`` refitted alongside.
+
+    Folds run in this process: a risk fit takes milliseconds (``garch`` ~0.1 s on 4,000
+    days), far less than starting a worker process that imports ``arch``.
+    """
+    asset = parse_asset(request.asset).symbol
+    risk.refuse_inverted_candles(engine, asset, settings.train_start)
+    data = risk.risk_data(asset, load_window(engine, asset, settings.train_start))
+    start = _start_index(data.days, request)
+    result = risk_backtest(
+        data.ohlc,
+        model=request.model or settings.default_risk_model,
+        seed=request.seed,
+        start=start,
+        refit_every=request.refit_every,
+        max_horizon=request.horizon,
+        level=request.level,
+        progress=progress,
+    )
+    return RiskBacktestReport.model_validate(
         result.to_json([d.isoformat() for d in data.days], asset=asset)
     )
 

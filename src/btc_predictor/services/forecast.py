@@ -102,7 +102,7 @@ def pick_version(session: Session, asset: str, model: str | None) -> int:
                 f"no active model for {asset}: run `btc-predictor train --asset {asset}`"
             )
         return active
-    for row in store.list_versions(session=session, asset=asset, model=model):
+    for row in store.list_versions(session=session, asset=asset, model=model, family=store.PRICE):
         if row.pruned_at is None:
             return row.id
     raise NoModelError(
@@ -114,8 +114,19 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
     row = store.get_version(session=session, version_id=version_id)
-    runner = OnnxModel(artifacts.onnx, artifacts.meta)
+    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
     return LoadedVersion(version_id, row.model, runner, row.asset)
+
+
+def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
+    """Verify and load one version (ArtifactError when damaged); the session is closed before
+    ONNX Runtime builds the model, so no connection is held meanwhile."""
+    with read_session(engine) as session:
+        artifacts = store.load_artifacts(session=session, version_id=version_id)
+        row = store.get_version(session=session, version_id=version_id)
+        model, asset = row.model, row.asset
+    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
+    return LoadedVersion(version_id, model, runner, asset)
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:

@@ -1,4 +1,9 @@
-"""The train use case: load closes, holdout + final fit, store a verified version, promote."""
+"""The train use case: load candles, holdout + final fit, store a verified version, promote.
+
+Price models train on closes (``model.onnx`` served by ONNX Runtime), risk models on OHLC
+(``services.risk_training``; numpy-served). Without a model name both defaults are trained,
+``BTCP_DEFAULT_RISK_MODEL`` first, and the price summary carries the risk one as ``risk``.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +34,11 @@ from btc_predictor.forecasting.promotion import (
     PromotionEvidence,
     promotion_decision,
 )
-from btc_predictor.forecasting.registry import create_model, get_model_class
+from btc_predictor.forecasting.registry import create_model, get_model_class, get_risk_model_class
 from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
+from btc_predictor.services import risk_training as risk
 from btc_predictor.services.ingest import require_candles
+from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import ModelFit, TrainRequest
 from btc_predictor.shapes.results import (
     Baseline,
@@ -68,6 +75,13 @@ class TrainingData:
 
 def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
     """Stored closes from ``start``; gaps would corrupt returns, so they are refused."""
+    candles = load_window(engine, asset, start)
+    closes = np.array([c.close for c in candles], dtype=np.float64)
+    return TrainingData(asset, closes, [c.ts.date() for c in candles])
+
+
+def load_window(engine: Engine, asset: str, start: date) -> list[Candle]:
+    """Stored candles from ``start``: NoDataError when there are none or they have a gap."""
     with read_session(engine) as session:
         candles = repo.load_candles(session=session, asset=asset, start=utc_day(start))
     if not candles:
@@ -75,8 +89,7 @@ def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
             f"no data for {asset} from {start}: run `btc-predictor ingest --asset {asset}`"
         )
     _refuse_gaps(asset, candles)
-    closes = np.array([c.close for c in candles], dtype=np.float64)
-    return TrainingData(asset, closes, [c.ts.date() for c in candles])
+    return candles
 
 
 def _refuse_gaps(asset: str, candles: list[Candle]) -> None:
@@ -98,12 +111,12 @@ def min_training_days(max_horizon: int) -> int:
     return n
 
 
-def _require_calibration_days(data: TrainingData, max_horizon: int) -> None:
+def _require_calibration_days(asset: str, days: list[date], max_horizon: int) -> None:
     """NotEnoughDataError unless the holdout can calibrate intervals for every horizon."""
     need = min_training_days(max_horizon)
-    if data.closes.size < need:
+    if len(days) < need:
         raise NotEnoughDataError(
-            f"{data.asset} has {data.closes.size} days from {data.days[0]}; training for "
+            f"{asset} has {len(days)} days from {days[0]}; training for "
             f"horizons up to {max_horizon} needs at least {need} (use an earlier --start)"
         )
 
@@ -118,6 +131,9 @@ def admit_fit(settings: Settings, engine: Engine, request: ModelFit, *, now: dat
             f"start {request.start} is not a past day (today is {now.date()}, UTC): "
             "a training window needs closed days"
         )
+    if request.model is None or family_of(request.model) == "risk":
+        start = request.start or settings.train_start
+        risk.refuse_inverted_candles(engine, parse_asset(request.asset).symbol, start)
 
 
 def train(
@@ -128,12 +144,35 @@ def train(
     now: datetime,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Train, store and (by the promotion rule) activate a version; the ``train --json`` object."""
+    """Train, store and (by the promotion rule) activate a version; the ``train --json`` object.
+
+    Without a model name: the default risk model, then the default price model, whose
+    summary is returned with the risk one as ``risk``."""
+    if request.model is not None:
+        if family_of(request.model) == "risk":
+            return train_risk(settings, engine, request, now=now, progress=progress)
+        return train_price(settings, engine, request, now=now, progress=progress)
+    risk_request = request.model_copy(update={"model": settings.default_risk_model})
+    price_request = request.model_copy(update={"model": settings.default_model})
+    risk_result = train_risk(settings, engine, risk_request, now=now, progress=progress)
+    price = train_price(settings, engine, price_request, now=now, progress=progress)
+    return price.model_copy(update={"risk": risk_result})
+
+
+def train_price(
+    settings: Settings,
+    engine: Engine,
+    request: TrainRequest,
+    *,
+    now: datetime,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train, store and promote one price model (closes -> ONNX-served version)."""
     asset = parse_asset(request.asset).symbol
     name = request.model or settings.default_model
     get_model_class(name)  # unknown names fail before any data is read
     data = load_training_data(engine, asset, request.start or settings.train_start)
-    _require_calibration_days(data, settings.max_horizon)
+    _require_calibration_days(asset, data.days, settings.max_horizon)
     epochs = request.epochs or settings.train_epochs
     started = time.perf_counter()
     outcome = train_model(
@@ -149,6 +188,34 @@ def train(
     artifacts = build_artifacts(outcome, data, request.seed, epochs, now)
     verify_onnx(outcome.model, artifacts, data.closes)
     summary = _summary(name, data, outcome, duration, request.seed)
+    result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
+    calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
+    return result.model_copy(update={"calibration": calibration})
+
+
+def train_risk(
+    settings: Settings,
+    engine: Engine,
+    request: TrainRequest,
+    *,
+    now: datetime,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train, store and promote one risk model (OHLC -> numpy-served version, family risk)."""
+    asset = parse_asset(request.asset).symbol
+    name = request.model or settings.default_risk_model
+    get_risk_model_class(name)  # unknown names fail before any data is read
+    start = request.start or settings.train_start
+    risk.refuse_inverted_candles(engine, asset, start)
+    data = risk.risk_data(asset, load_window(engine, asset, start))
+    _require_calibration_days(asset, data.days, settings.max_horizon)
+    started = time.perf_counter()
+    outcome = risk.fit_risk(settings, data, name, request.seed, progress)
+    duration = time.perf_counter() - started
+    libraries = _library_versions(("btc-predictor", "numpy", "safetensors", "arch"))
+    artifacts = risk.build_risk_artifacts(outcome, data, request.seed, now, libraries)
+    risk.verify_risk_serving(outcome.model, artifacts, data.ohlc)
+    summary = risk.risk_summary(name, data, outcome, duration, request.seed)
     result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
     calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
     return result.model_copy(update={"calibration": calibration})
@@ -185,10 +252,13 @@ def build_artifacts(
     return store.ArtifactSet(model.to_onnx(), weights, meta)
 
 
-def _library_versions() -> dict[str, str]:
+PRICE_LIBRARIES = ("btc-predictor", "numpy", "torch", "onnx", "onnxruntime", "safetensors")
+
+
+def _library_versions(packages: tuple[str, ...] = PRICE_LIBRARIES) -> dict[str, str]:
     """Versions of the libraries that shaped the artifacts."""
     found = {}
-    for package in ("btc-predictor", "numpy", "torch", "onnx", "onnxruntime", "safetensors"):
+    for package in packages:
         try:
             found[package] = version(package)
         except PackageNotFoundError:
@@ -201,6 +271,8 @@ def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatAr
     """Refuse to store a graph whose forecasts differ from the fitted model's."""
     expected = model.predict(closes, model.max_horizon)
     window = np.ascontiguousarray(closes[-model.context_length :])[None, :]
+    if artifacts.onnx is None:
+        raise ArtifactError("a price model must export an ONNX graph")
     runner = OnnxModel(artifacts.onnx, artifacts.meta)
     got = runner.session.run(["forecast"], {"closes": window})[0][0]
     if not np.allclose(got, expected, rtol=ONNX_TOLERANCE, atol=0.0):
@@ -240,7 +312,7 @@ def _store_and_promote(
     with write_session(engine) as session:
         version_id = store.save_version(
             session=session, version=_new_version(summary, now), artifacts=artifacts
-        )
+        )  # in its family: a risk version never displaces the serving price version
         promoted, reason = _decide(session, summary, artifacts, mode)
         if promoted:
             store.promote(session=session, version_id=version_id, reason=reason, now=now)
@@ -264,6 +336,7 @@ def _new_version(summary: TrainSummary, now: datetime) -> store.NewVersion:
     return store.NewVersion(
         asset=summary.asset,
         model=summary.model,
+        family=summary.family,
         created_at=now,
         train_start=summary.train_start,
         train_end=summary.train_end,
@@ -279,14 +352,22 @@ def _new_version(summary: TrainSummary, now: datetime) -> store.NewVersion:
 def _decide(
     session: Session, summary: TrainSummary, artifacts: store.ArtifactSet, mode: str
 ) -> tuple[bool, str]:
-    """The DESIGN promotion rule against the currently active version."""
+    """The DESIGN promotion rule against the active version of the candidate's family.
+
+    Risk versions compare range MASE on the same holdout days (their day errors are absolute
+    range errors against naive-range); ``naive-range`` is a baseline, never auto-promoted."""
+    is_baseline = (
+        risk.is_risk_baseline(summary.model)
+        if summary.family == "risk"
+        else get_model_class(summary.model).is_baseline
+    )
     candidate = PromotionEvidence(
         summary.model,
-        get_model_class(summary.model).is_baseline,
+        is_baseline,
         summary.metrics.mase,
         DayErrors.from_json(artifacts.meta["day_errors"]),
     )
-    active_id = store.active_version_id(session=session, asset=summary.asset)
+    active_id = store.active_version_id(session=session, asset=summary.asset, family=summary.family)
     if active_id is None or mode != "auto":
         return promotion_decision(candidate, None, mode=mode)
     try:
@@ -305,19 +386,35 @@ def _decide(
 
 def bootstrap_models(
     settings: Settings, engine: Engine, *, now: datetime, progress: ProgressFn | None = None
-) -> dict[str, TrainResult | str]:
-    """Train the default model for each tracked asset with data but no active version."""
-    results: dict[str, TrainResult | str] = {}
+) -> dict[str, list[TrainResult | str]]:
+    """Per tracked asset with data: train the default risk model (first) and the default
+    price model where that family has no active version; what happened, per family."""
+    results: dict[str, list[TrainResult | str]] = {}
     for asset in settings.assets:
-        with read_session(engine) as session:
-            active = store.active_version_id(session=session, asset=asset)
-        if active is not None:
-            results[asset] = f"version {active} is active"
-            continue
-        try:
-            results[asset] = train(
-                settings, engine, TrainRequest(asset=asset), now=now, progress=progress
-            )
-        except NoDataError as exc:
-            results[asset] = f"not trained: {exc.message}"
+        results[asset] = [
+            _bootstrap_family(settings, engine, asset, family, now=now, progress=progress)
+            for family in ("risk", "price")
+        ]
     return results
+
+
+def _bootstrap_family(
+    settings: Settings,
+    engine: Engine,
+    asset: str,
+    family: str,
+    *,
+    now: datetime,
+    progress: ProgressFn | None,
+) -> TrainResult | str:
+    """Train ``family``'s default model for ``asset`` unless a version of it is active."""
+    with read_session(engine) as session:
+        active = store.active_version_id(session=session, asset=asset, family=family)
+    if active is not None:
+        return f"{family} version {active} is active"
+    name = settings.default_risk_model if family == "risk" else settings.default_model
+    request = TrainRequest.model_validate({"asset": asset, "model": name})
+    try:
+        return train(settings, engine, request, now=now, progress=progress)
+    except NoDataError as exc:
+        return f"{family} model not trained: {exc.message}"

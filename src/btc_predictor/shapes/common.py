@@ -33,8 +33,15 @@ MAX_SEED = 2**31 - 1
 MAX_VERSION_ID = 2**31 - 1
 
 # The registry's names (a test keeps them equal), so OpenAPI lists the valid models.
-ModelKind = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
+PriceModelKind = Literal["naive", "drift", "seed-lstm", "lstm", "gru", "transformer", "ensemble"]
+RiskModelKind = Literal["naive-range", "ewma-vol", "har", "garch"]
+ModelKind = Literal[PriceModelKind, RiskModelKind]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelKind)
+PRICE_MODEL_NAMES: tuple[str, ...] = get_args(PriceModelKind)
+RISK_MODEL_NAMES: tuple[str, ...] = get_args(RiskModelKind)
+# A version's family: price models forecast closes, risk models the daily range and volatility.
+ModelFamily = Literal["price", "risk"]
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 PromoteMode = Literal["auto", "always", "never"]
 PROMOTION_MODES: tuple[str, ...] = get_args(PromoteMode)
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -52,6 +59,24 @@ def _model_name(value: Any) -> Any:
     """A registered model name, or a message listing them."""
     if isinstance(value, str) and value not in MODEL_NAMES:
         raise ValueError(f"unknown model `{value}` (valid models: {', '.join(MODEL_NAMES)})")
+    return value
+
+
+def family_of(model: str) -> str:
+    """The family of a registered model name (``risk`` for the risk models, else ``price``)."""
+    return "risk" if model in RISK_MODEL_NAMES else "price"
+
+
+def _price_model_name(value: Any) -> Any:
+    """A price model name; a risk model is refused with where to ask for it instead."""
+    if isinstance(value, str) and value in RISK_MODEL_NAMES:
+        raise ValueError(
+            f"`{value}` is a risk model: it forecasts the daily range and volatility, not "
+            "prices; ask `btc-predictor risk` or GET /api/v1/risk for its forecast "
+            f"(price models: {', '.join(PRICE_MODEL_NAMES)})"
+        )
+    if isinstance(value, str) and value not in PRICE_MODEL_NAMES:
+        raise ValueError(f"unknown model `{value}` (valid models: {', '.join(PRICE_MODEL_NAMES)})")
     return value
 
 
@@ -77,6 +102,7 @@ Asset = Annotated[
 ]
 Day = Annotated[date, BeforeValidator(_day_text)]
 ModelName = Annotated[ModelKind, BeforeValidator(_model_name)]
+PriceModelName = Annotated[PriceModelKind, BeforeValidator(_price_model_name)]
 # Field first, then the validator: the schema keeps its bounds, and the validator runs first.
 _whole_number = BeforeValidator(_whole)
 Seed = Annotated[

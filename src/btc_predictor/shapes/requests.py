@@ -23,7 +23,9 @@ from btc_predictor.shapes.common import (
     Epochs,
     Horizon,
     Level,
+    ModelFamily,
     ModelName,
+    PriceModelName,
     PromoteMode,
     Query,
     RefitEvery,
@@ -132,7 +134,8 @@ class ForecastRequest(Shape):
     asset: Asset = DEFAULT_ASSET
     horizon: Horizon = DEFAULT_HORIZON
     level: Level = DEFAULT_LEVEL
-    model: ModelName | None = None  # None: the active version
+    # None: the active price version. Risk models are refused, naming where to ask for them.
+    model: PriceModelName | None = None
 
 
 class ForecastQuery(ForecastRequest):
@@ -150,6 +153,12 @@ class PredictQuery(Query):
     def next_day(self) -> ForecastRequest:
         """The forecast it asks for: horizon 1 of the active version."""
         return ForecastRequest(asset=self.asset, horizon=1, level=self.level)
+
+
+class RollbackRequest(Shape):
+    """The body of ``POST /api/v1/models/{asset}/rollback`` (``models rollback --family``)."""
+
+    family: ModelFamily = "price"
 
 
 class LegacyTrainQuery(Query):

@@ -8,11 +8,11 @@ older and newer code alike, so results ignore fields they do not know.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from btc_predictor.shapes.common import Instant
+from btc_predictor.shapes.common import Instant, ModelFamily
 
 
 class Result(BaseModel):
@@ -34,9 +34,38 @@ class PointMetrics(Result):
 class HoldoutMetrics(PointMetrics):
     """The model's holdout metrics at h=1, naive-relative where it matters."""
 
+    # A price version's metrics never hold QLIKE, so the schema tells them from a risk one's.
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["qlike"]}})
+
     mase: float | None = None
     directional_accuracy: float | None = None
     dm_pvalue: float | None = None
+
+
+class RiskMetrics(Result):
+    """A risk model's holdout metrics at h=1: range MASE and MAE (range_pct points) against
+    ``naive-range`` on the same days, QLIKE of the variance forecast, the DM p-value against
+    ``naive-range`` and the coverage of its range interval."""
+
+    mase: float | None = None
+    range_mae: float | None = None
+    qlike: float | None  # always recorded (None: undefined): it marks risk metrics
+    dm_pvalue: float | None = None
+    coverage: float | None = None
+
+
+def _metrics_kind(value: Any) -> str:
+    """Which metrics a stored or fresh value holds: only risk metrics have QLIKE."""
+    if isinstance(value, RiskMetrics) or (isinstance(value, dict) and "qlike" in value):
+        return "risk"
+    return "price"
+
+
+# Price versions' metrics, or a risk version's: chosen by their keys (stored JSON has no tag).
+AnyMetrics = Annotated[
+    Annotated[HoldoutMetrics, Tag("price")] | Annotated[RiskMetrics, Tag("risk")],
+    Discriminator(_metrics_kind),
+]
 
 
 class Baseline(Result):
@@ -56,23 +85,28 @@ class TrainSummary(Result):
 
     asset: str
     model: str
+    family: ModelFamily = "price"
     seed: int
     training_duration: float
     data_points_used: int
     train_start: date
     train_end: date
     data_sha256: str
-    metrics: HoldoutMetrics
+    metrics: AnyMetrics
     baseline: Baseline
 
 
 class TrainResult(TrainSummary):
-    """``train --json``: the stored version, whether it was promoted and why."""
+    """``train --json``: the stored version, whether it was promoted and why.
+
+    When one command trains both families (``train`` without ``--model``), the price model's
+    summary is the top level and the risk model's, with the same keys, is ``risk``."""
 
     calibration: Calibration | None = None  # omitted where the version's meta holds it
     version: int
     promoted: bool
     promotion_reason: str
+    risk: TrainResult | None = None
 
 
 class BacktestFold(Result):
@@ -132,6 +166,61 @@ class BacktestReport(Result):
     series: list[BacktestRow]
 
 
+# --- Risk backtests (issue 15): the price report's top-level keys, range_pct rows -------------
+
+
+class RiskBacktestHorizon(Result):
+    """Walk-forward metrics of a risk model at one horizon (ranges in % of the previous close):
+    range MASE and DM against ``naive-range`` on absolute range error, QLIKE of the variance
+    forecast next to ``garch``'s (refitted in the same folds) with DM on QLIKE loss, and the
+    range interval's coverage, mean width and Winkler score (burn-in folds excluded)."""
+
+    h: int
+    n: int
+    mase: float | None
+    range_mae: float | None
+    naive_range_mae: float | None
+    qlike: float | None
+    qlike_garch: float | None
+    dm_pvalue: float | None
+    dm_pvalue_garch: float | None
+    coverage: float | None
+    interval_width: float | None
+    winkler: float | None
+
+
+class RiskBacktestRow(Result):
+    """One realised risk forecast: range_pct of ``target_date`` from ``origin``, its interval
+    (None in burn-in), naive-range (the origin day's range) and the σ forecast (a fraction)."""
+
+    origin: date
+    target_date: date
+    h: int
+    actual: float
+    forecast: float
+    lower: float | None
+    upper: float | None
+    naive: float
+    volatility: float
+
+
+class RiskBacktestReport(Result):
+    """``backtest --model har --json``: a risk model's walk-forward run."""
+
+    asset: str
+    model: str
+    family: Literal["risk"] = "risk"
+    level: int
+    refit_every: int
+    start: date
+    end: date
+    folds: int
+    burn_in_folds: int
+    fold_details: list[BacktestFold]
+    horizons: list[RiskBacktestHorizon]
+    series: list[RiskBacktestRow]
+
+
 class ForecastPoint(Result):
     """One horizon: the point forecast, its interval at the requested level, and naive."""
 
@@ -164,6 +253,7 @@ class ModelVersion(Result):
     id: int
     asset: str
     model: str
+    family: ModelFamily = "price"
     created_at: Instant
     train_start: date
     train_end: date
@@ -172,9 +262,9 @@ class ModelVersion(Result):
     seed: int
     training_duration: float
     holdout_mase: float | None
-    active: bool
+    active: bool  # the active version of its (asset, family)
     pruned: bool
-    metrics: HoldoutMetrics | None
+    metrics: AnyMetrics | None
     baseline: Baseline | None
 
 

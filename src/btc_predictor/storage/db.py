@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -11,12 +13,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings, blocking_file
 from btc_predictor.errors import InvalidInputError, UnavailableError
+from btc_predictor.storage import deadlines
 
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_ID = 0x6274637072656401
@@ -24,17 +33,118 @@ _WRITE = "btcp_write"
 
 
 def create_db_engine(settings: Settings) -> Engine:
-    """An engine for the configured database (SQLite in WAL mode, or PostgreSQL)."""
+    """An engine for the configured database (SQLite in WAL mode, or PostgreSQL).
+
+    PostgreSQL connections get the connect timeout, TCP keepalives and pool timeout of the
+    settings but no statement deadline: the worker's and the CLI's long writes are exempt.
+    """
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url.render_as_string(hide_password=False))
     if url.get_backend_name() == "postgresql":
-        if url.get_driver_name() in ("", "psycopg2"):
-            url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True, json_serializer=_strict_json)
+        return create_engine(
+            _psycopg(url),
+            pool_pre_ping=True,
+            pool_timeout=settings.db_pool_timeout.total_seconds(),
+            connect_args=_pg_connect_args(settings),
+            json_serializer=_strict_json,
+        )
     raise InvalidInputError(
         f"BTCP_DATABASE_URL `{url.render_as_string()}` is not SQLite or PostgreSQL"
     )
+
+
+def _psycopg(url: URL) -> URL:
+    """The URL with psycopg (3) as its driver."""
+    if url.get_driver_name() in ("", "psycopg2"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+# --- deadlines (issue 12) ---------------------------------------------------------------------
+# The /health probes' budget (DESIGN §7: "the database does not answer within 2 s").
+HEALTH_SECONDS = 2.0
+
+
+def _pg_connect_args(
+    settings: Settings, *, url: URL | None = None, statement: float | None = None
+) -> dict[str, Any]:
+    """libpq parameters: connect timeout, keepalives, TCP user timeout (and a statement
+    timeout, server side, when ``statement`` is given, kept beside the URL's own options)."""
+    connect = max(
+        deadlines.MIN_CONNECT_SECONDS, math.ceil(settings.db_connect_timeout.total_seconds())
+    )
+    limit = settings.db_statement_timeout.total_seconds()
+    args: dict[str, Any] = {
+        "connect_timeout": connect,
+        # A dead peer (host gone, cable pulled) is noticed: keepalive probes, and unacknowledged
+        # data dropped after the statement timeout. A *stalled* peer still acknowledges both,
+        # which is why API engines also carry the client-side deadline (storage/deadlines.py).
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(limit)),
+        "keepalives_interval": connect,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(limit * 1000),
+    }
+    if statement is not None:
+        own = url.query.get("options") if url is not None else None
+        kept = [own] if isinstance(own, str) else list(own or ())
+        args["options"] = " ".join([*kept, f"-c statement_timeout={int(statement * 1000)}"])
+    return args
+
+
+def create_api_engine(settings: Settings) -> Engine:
+    """The API's engine: on PostgreSQL every checkout (pool wait, connect, ping, queries) has
+    ``BTCP_DB_STATEMENT_TIMEOUT``, enforced client side, and queries the same server side."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "postgresql":
+        return create_db_engine(settings)
+    limit = settings.db_statement_timeout.total_seconds()
+    engine = create_engine(
+        _psycopg(url),
+        poolclass=deadlines.BudgetQueuePool,
+        # Waiting for a pooled connection is part of the budget, so never longer than it.
+        pool_timeout=min(settings.db_pool_timeout.total_seconds(), limit),
+        connect_args=_pg_connect_args(settings, url=url, statement=limit),
+        json_serializer=_strict_json,
+    )
+    deadlines.install(engine, limit)  # its checkout ping replaces pool_pre_ping
+    return engine
+
+
+def create_health_engine(engine: Engine, settings: Settings) -> Engine:
+    """For /health probes: on PostgreSQL a connection of its own per probe (no pool to wait
+    for) under the 2 s budget; SQLite has no link to stall, so its engine is ``engine``."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    probe = create_engine(
+        engine.url,
+        poolclass=deadlines.BudgetNullPool,
+        connect_args={
+            **_pg_connect_args(settings, url=engine.url, statement=HEALTH_SECONDS),
+            "connect_timeout": deadlines.MIN_CONNECT_SECONDS,
+        },
+        json_serializer=_strict_json,
+    )
+    deadlines.install(probe, HEALTH_SECONDS)
+    return probe
+
+
+# Driver-level failures that mean "the database cannot be used right now" (not a bug):
+# refused, reset, stalled (our deadline), pool exhausted, server-side timeout or shutdown.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    DisconnectionError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database being unreachable or too slow (503, not a bug)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _strict_json(value: Any) -> str:
@@ -169,8 +279,13 @@ def upgrade(engine: Engine) -> str:
 
     try:
         # The write option makes SQLite take its lock first, so concurrent starts queue up too.
-        with engine.execution_options(**{_WRITE: True}).begin() as connection:
+        # Migrations are exempt from the API's deadlines (client side and server side).
+        with (
+            deadlines.budget(None),
+            engine.execution_options(**{_WRITE: True}).begin() as connection,
+        ):
             if connection.dialect.name == "postgresql":
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
                 connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _lock_id()})
             command.upgrade(_alembic_config(connection), "head")
             return current_revision(connection) or "base"
@@ -190,6 +305,7 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str | None:
     """The newest revision shipped with this version of btc-predictor."""
     from alembic.config import Config

@@ -2,8 +2,11 @@
 
 A version and its three artifacts are written in one transaction; every load verifies the
 artifacts' checksums (and meta.json's record of the other two) before anything is used, so a
-damaged version raises :class:`ArtifactError` and is never half-loaded. Promotions form a
-history per asset: the newest entry not rolled back names the active version.
+damaged version raises :class:`ArtifactError` and is never half-loaded. Every version has a
+family (``price`` or ``risk``); promotions form a history per (asset, family): the newest entry
+not rolled back names the active version of that family, so promoting a risk version never
+changes which price version serves. Risk versions may have no model.onnx (their serving path is
+numpy over weights.safetensors + meta.json).
 """
 
 from __future__ import annotations
@@ -26,15 +29,28 @@ from btc_predictor.storage.tables import ModelArtifactRow, ModelVersionRow, Prom
 
 ONNX, WEIGHTS, META = "model.onnx", "weights.safetensors", "meta.json"
 ARTIFACTS = (ONNX, WEIGHTS, META)
+PRICE, RISK = "price", "risk"
+FAMILIES = (PRICE, RISK)
 
 
 @dataclass(frozen=True, slots=True)
 class ArtifactSet:
-    """The three files of a version, as bytes (meta parsed)."""
+    """The files of a version, as bytes (meta parsed); ``onnx`` is None for a numpy-served one."""
 
-    onnx: bytes
+    onnx: bytes | None
     weights: bytes
     meta: dict[str, Any]
+
+    def files(self) -> dict[str, bytes]:
+        """The binary artifacts present, by file name (meta.json excluded)."""
+        found = {ONNX: self.onnx, WEIGHTS: self.weights}
+        return {name: content for name, content in found.items() if content is not None}
+
+    def require_onnx(self, version_id: int) -> bytes:
+        """model.onnx, or ArtifactError when this version has none (a risk version)."""
+        if self.onnx is None:
+            raise ArtifactError(f"version {version_id} has no model.onnx")
+        return self.onnx
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,7 @@ class NewVersion:
     training_duration: float
     holdout_mase: float | None
     summary: dict[str, Any]
+    family: str = PRICE
 
 
 def sha256(content: bytes) -> str:
@@ -61,9 +78,14 @@ def sha256(content: bytes) -> str:
 
 def save_version(*, session: Session, version: NewVersion, artifacts: ArtifactSet) -> int:
     """Insert a version and its artifacts (inside the caller's transaction); returns its id."""
+    if version.family not in FAMILIES:
+        raise ArtifactError(f"unknown model family `{version.family}`")
+    if version.family == PRICE and artifacts.onnx is None:
+        raise ArtifactError("a price version needs model.onnx")
     row = ModelVersionRow(
         asset=version.asset,
         model=version.model,
+        family=version.family,
         created_at=version.created_at,
         train_start=version.train_start,
         train_end=version.train_end,
@@ -77,15 +99,14 @@ def save_version(*, session: Session, version: NewVersion, artifacts: ArtifactSe
     )
     session.add(row)
     session.flush()
+    binaries = artifacts.files()
     meta = {
         **artifacts.meta,
         "version": row.id,
-        "checksums": {
-            ONNX: sha256(artifacts.onnx),
-            WEIGHTS: sha256(artifacts.weights),
-        },
+        "family": version.family,
+        "checksums": {name: sha256(content) for name, content in binaries.items()},
     }
-    files = {ONNX: artifacts.onnx, WEIGHTS: artifacts.weights, META: _dump(meta)}
+    files = {**binaries, META: _dump(meta)}
     for name, content in files.items():
         session.add(
             ModelArtifactRow(
@@ -141,12 +162,25 @@ def load_artifacts(*, session: Session, version_id: int) -> ArtifactSet:
             select(ModelArtifactRow).where(ModelArtifactRow.version_id == version_id)
         )
     }
-    files = {name: _verified(rows, name, version_id) for name in ARTIFACTS}
-    meta = _parse_meta(files[META], version_id)
-    for name in (ONNX, WEIGHTS):
-        if meta.get("checksums", {}).get(name) != sha256(files[name]):
+    meta = _parse_meta(_verified(rows, META, version_id), version_id)
+    files = {
+        name: _verified(rows, name, version_id)
+        for name in _expected_binaries(version.family, meta, rows)
+    }
+    for name, content in files.items():
+        if meta.get("checksums", {}).get(name) != sha256(content):
             raise ArtifactError(f"{name} of version {version_id} does not match meta.json")
-    return ArtifactSet(files[ONNX], files[WEIGHTS], meta)
+    return ArtifactSet(files.get(ONNX), files[WEIGHTS], meta)
+
+
+def _expected_binaries(
+    family: str, meta: dict[str, Any], rows: dict[str, ModelArtifactRow]
+) -> tuple[str, ...]:
+    """The binary files a version must have: model.onnx is optional for a risk version only,
+    and required there too once meta.json or the stored rows say it was written."""
+    checksums = meta.get("checksums", {})
+    has_onnx = family != RISK or ONNX in rows or (isinstance(checksums, dict) and ONNX in checksums)
+    return (ONNX, WEIGHTS) if has_onnx else (WEIGHTS,)
 
 
 def _verified(rows: dict[str, ModelArtifactRow], name: str, version_id: int) -> bytes:
@@ -172,52 +206,67 @@ def _parse_meta(content: bytes, version_id: int) -> dict[str, Any]:
 
 
 def list_versions(
-    *, session: Session, asset: str | None = None, model: str | None = None
+    *,
+    session: Session,
+    asset: str | None = None,
+    model: str | None = None,
+    family: str | None = None,
 ) -> list[ModelVersionRow]:
-    """Versions, newest first, optionally for one asset and/or model kind."""
+    """Versions, newest first, optionally for one asset, model kind and/or family."""
     query = select(ModelVersionRow).order_by(ModelVersionRow.id.desc())
     if asset is not None:
         query = query.where(ModelVersionRow.asset == asset)
     if model is not None:
         query = query.where(ModelVersionRow.model == model)
+    if family is not None:
+        query = query.where(ModelVersionRow.family == family)
     return list(session.scalars(query))
 
 
-def _live_promotions(session: Session, asset: str) -> list[PromotionRow]:
-    """Promotions of ``asset`` not rolled back, newest first."""
+def _live_promotions(session: Session, asset: str, family: str) -> list[PromotionRow]:
+    """Promotions of (``asset``, ``family``) not rolled back, newest first."""
     query = (
         select(PromotionRow)
-        .where(PromotionRow.asset == asset, PromotionRow.rolled_back_at.is_(None))
+        .where(
+            PromotionRow.asset == asset,
+            PromotionRow.family == family,
+            PromotionRow.rolled_back_at.is_(None),
+        )
         .order_by(PromotionRow.id.desc())
     )
     return list(session.scalars(query))
 
 
-def promoted_assets(*, session: Session) -> list[str]:
-    """Every asset that ever had a version promoted."""
-    return list(session.scalars(select(PromotionRow.asset).distinct()))
+def promoted_assets(*, session: Session, family: str = PRICE) -> list[str]:
+    """Every asset that ever had a version of ``family`` promoted."""
+    query = select(PromotionRow.asset).where(PromotionRow.family == family).distinct()
+    return list(session.scalars(query))
 
 
-def active_version_id(*, session: Session, asset: str) -> int | None:
-    """The active version of ``asset`` (None when nothing was ever promoted)."""
-    live = _live_promotions(session, asset)
+def active_version_id(*, session: Session, asset: str, family: str = PRICE) -> int | None:
+    """The active version of (``asset``, ``family``) (None when none was ever promoted).
+
+    The default is ``price``: everything that serves prices (forecast, /predict, health,
+    ledger, metrics) asks for the price family and never sees a risk promotion."""
+    live = _live_promotions(session, asset, family)
     return live[0].version_id if live else None
 
 
-def rollback_target_id(*, session: Session, asset: str) -> int | None:
-    """The version a rollback would reactivate (the previous live promotion)."""
-    live = _live_promotions(session, asset)
+def rollback_target_id(*, session: Session, asset: str, family: str = PRICE) -> int | None:
+    """The version a rollback of (asset, family) would reactivate (the previous live one)."""
+    live = _live_promotions(session, asset, family)
     return next((p.version_id for p in live[1:] if p.version_id != live[0].version_id), None)
 
 
 def promote(*, session: Session, version_id: int, reason: str, now: datetime) -> None:
-    """Make a version the active one of its asset (a new promotions entry)."""
+    """Make a version the active one of its (asset, family) (a new promotions entry)."""
     version = get_version(session=session, version_id=version_id)
     if version.pruned_at is not None:
         raise ArtifactError(f"version {version_id} was pruned and cannot be promoted")
     session.add(
         PromotionRow(
             asset=version.asset,
+            family=version.family,
             version_id=version_id,
             promoted_at=now,
             reason=reason,
@@ -227,12 +276,14 @@ def promote(*, session: Session, version_id: int, reason: str, now: datetime) ->
     session.flush()
 
 
-def rollback(*, session: Session, asset: str, now: datetime) -> int:
-    """Undo the newest promotion of ``asset``; returns the version active again."""
-    live = _live_promotions(session, asset)
-    target = rollback_target_id(session=session, asset=asset)
+def rollback(*, session: Session, asset: str, now: datetime, family: str = PRICE) -> int:
+    """Undo the newest promotion of (``asset``, ``family``); returns the version active again."""
+    live = _live_promotions(session, asset, family)
+    target = rollback_target_id(session=session, asset=asset, family=family)
     if target is None:
-        raise NoModelError(f"{asset} has no earlier promoted version to roll back to")
+        raise NoModelError(
+            f"{asset} has no earlier promoted version ({family} family) to roll back to"
+        )
     for promotion in live:
         if promotion.version_id == target:
             break
@@ -241,22 +292,37 @@ def rollback(*, session: Session, asset: str, now: datetime) -> int:
     return target
 
 
-def promotion_history(*, session: Session, asset: str) -> list[PromotionRow]:
-    """Every promotion of ``asset``, newest first (rolled-back ones included)."""
-    query = select(PromotionRow).where(PromotionRow.asset == asset).order_by(PromotionRow.id.desc())
-    return list(session.scalars(query))
+def promotion_history(
+    *, session: Session, asset: str, family: str | None = None
+) -> list[PromotionRow]:
+    """Every promotion of ``asset`` (of one family, or all), newest first (rolled back too)."""
+    query = select(PromotionRow).where(PromotionRow.asset == asset)
+    if family is not None:
+        query = query.where(PromotionRow.family == family)
+    return list(session.scalars(query.order_by(PromotionRow.id.desc())))
+
+
+def protected_versions(*, session: Session, asset: str) -> set[int]:
+    """Versions of ``asset`` pruning must keep: the active version and the rollback target of
+    every family.
+
+    The one place that says what must survive pruning: a later rule (keep every risk version a
+    kept price version references through its meta's ``sigma_source``) extends this set."""
+    found = set()
+    for family in FAMILIES:
+        found.add(active_version_id(session=session, asset=asset, family=family))
+        found.add(rollback_target_id(session=session, asset=asset, family=family))
+    return {v for v in found if v is not None}
 
 
 def prune(*, session: Session, asset: str, model: str, keep: int, now: datetime) -> list[int]:
     """Drop the artifacts of all but the ``keep`` newest versions of (asset, model).
 
-    The active version and its rollback target are never pruned; pruned versions keep their
-    metadata (so the promotions history stays readable) but lose their artifacts.
+    A model kind belongs to one family, so this prunes within it. :func:`protected_versions`
+    are never pruned; pruned versions keep their metadata (so the promotions history stays
+    readable) but lose their artifacts.
     """
-    protected = {
-        active_version_id(session=session, asset=asset),
-        rollback_target_id(session=session, asset=asset),
-    }
+    protected = protected_versions(session=session, asset=asset)
     versions = [
         v for v in list_versions(session=session, asset=asset, model=model) if v.pruned_at is None
     ]
@@ -269,22 +335,17 @@ def prune(*, session: Session, asset: str, model: str, keep: int, now: datetime)
 
 
 def export_version(*, session: Session, version_id: int, directory: Path) -> list[Path]:
-    """Write a verified version's three files into ``directory`` (each written atomically)."""
+    """Write a verified version's files into ``directory`` (each written atomically): all
+    three, or weights.safetensors and meta.json for a risk version without model.onnx."""
     artifacts = load_artifacts(session=session, version_id=version_id)
-    rows = {
-        r.name: bytes(r.content)
-        for r in session.scalars(
-            select(ModelArtifactRow).where(ModelArtifactRow.version_id == version_id)
+    meta = session.scalars(
+        select(ModelArtifactRow.content).where(
+            ModelArtifactRow.version_id == version_id, ModelArtifactRow.name == META
         )
-    }
+    ).one()
+    files = {**artifacts.files(), META: bytes(meta)}
     directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in ARTIFACTS:
-        content = (
-            rows[name] if name == META else (artifacts.onnx if name == ONNX else artifacts.weights)
-        )
-        paths.append(_write_atomic(directory / name, content))
-    return paths
+    return [_write_atomic(directory / name, files[name]) for name in ARTIFACTS if name in files]
 
 
 def _write_atomic(path: Path, content: bytes) -> Path:
@@ -300,12 +361,13 @@ def _write_atomic(path: Path, content: bytes) -> Path:
 
 
 def usable_versions(*, session: Session) -> dict[str, dict[str, tuple[int, int]]]:
-    """Per asset and model kind: the newest unpruned version and how many are unpruned."""
+    """Per asset and price model kind: the newest unpruned version and how many are unpruned
+    (what ``model=`` forecasts resolve to)."""
     query = (
         select(
             ModelVersionRow.asset, ModelVersionRow.model, func.max(ModelVersionRow.id), func.count()
         )
-        .where(ModelVersionRow.pruned_at.is_(None))
+        .where(ModelVersionRow.pruned_at.is_(None), ModelVersionRow.family == PRICE)
         .group_by(ModelVersionRow.asset, ModelVersionRow.model)
     )
     found: dict[str, dict[str, tuple[int, int]]] = {}

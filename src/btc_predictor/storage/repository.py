@@ -126,6 +126,21 @@ def load_candles(
     return [Candle(r.ts, r.open, r.high, r.low, r.close, r.volume) for r in reversed(rows)]
 
 
+def first_inverted_candle(
+    *, session: Session, asset: str, start: datetime | None = None
+) -> Candle | None:
+    """The earliest stored candle from ``start`` whose high is below its low, if any."""
+    query = select(CandleRow).where(
+        CandleRow.asset == asset, CandleRow.interval == INTERVAL, CandleRow.high < CandleRow.low
+    )
+    if start is not None:
+        query = query.where(CandleRow.ts >= start)
+    row = session.scalars(query.order_by(CandleRow.ts).limit(1)).first()
+    return (
+        None if row is None else Candle(row.ts, row.open, row.high, row.low, row.close, row.volume)
+    )
+
+
 def closes_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[date, float]:
     """Stored closes of ``asset`` on the given days (days without a candle are left out)."""
     stamps = [utc_day(d) for d in days]
@@ -237,3 +252,26 @@ def data_mark(*, session: Session, asset: str) -> int | None:
     )
     mark: int | None = session.scalar(query)
     return mark
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The newest ingest run of an asset: how it ended, when, and what it asked for."""
+
+    status: str
+    finished_at: datetime
+    requested: str
+
+
+def last_ingest_runs(*, session: Session, assets: Sequence[str]) -> dict[str, LastRun]:
+    """The newest ingest run of each of ``assets`` that ever had one."""
+    newest = (
+        select(func.max(IngestRunRow.id))
+        .where(IngestRunRow.asset.in_(list(assets)))
+        .group_by(IngestRunRow.asset)
+    )
+    query = select(IngestRunRow).where(IngestRunRow.id.in_(newest))
+    return {
+        row.asset: LastRun(row.status, row.finished_at, row.requested)
+        for row in session.scalars(query)
+    }

@@ -3,22 +3,31 @@ original's ``/monitoring``."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import psutil
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 
 from btc_predictor import __version__, telemetry
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import EngineDep, NowDep, SettingsDep
+from btc_predictor.config import Settings
+from btc_predictor.errors import UnavailableError
+from btc_predictor.services import health as rule
 from btc_predictor.services import versions
 from btc_predictor.shapes.common import DEFAULT_ASSET
-from btc_predictor.sources.base import data_age
-from btc_predictor.storage.db import is_at_head
+from btc_predictor.storage.db import HEALTH_SECONDS, is_at_head
 
 router = APIRouter(tags=["health"])
 _PROCESS = psutil.Process(os.getpid())
@@ -35,13 +44,17 @@ async def live() -> dict[str, str]:
     response_model=s.ReadyResponse,
     responses={503: {"model": s.ReadyResponse}},
 )
-def ready(engine: EngineDep, response: Response) -> dict[str, Any]:
-    """Database reachable and migrated to head (a fresh install with no model is ready)."""
+async def ready(request: Request, response: Response) -> dict[str, Any]:
+    """Database reachable within 2 s and migrated to head (a fresh install with no model is
+    ready)."""
     try:
-        at_head = is_at_head(engine)
+        at_head = await _probe(request, is_at_head)
         reachable = True
-    except Exception:  # any driver error means not ready
+    except Exception as exc:  # any failure to answer means not ready
+        request.app.state.probe_outage.failed(exc)
         at_head = reachable = False
+    else:
+        request.app.state.probe_outage.ended()
     if not (reachable and at_head):
         response.status_code = 503
     return {
@@ -51,21 +64,28 @@ def ready(engine: EngineDep, response: Response) -> dict[str, Any]:
     }
 
 
-@router.get("/health", response_model=s.HealthResponse)
-def health(
-    request: Request, settings: SettingsDep, engine: EngineDep, now: NowDep
+@router.get(
+    "/health",
+    response_model=s.HealthResponse,
+    responses={503: {"model": s.HealthResponse, "description": "the database did not answer"}},
+)
+async def health(
+    request: Request, response: Response, settings: SettingsDep, now: NowDep
 ) -> dict[str, Any]:
-    """Overall health: database, model store, worker, data freshness."""
-    components = _components(request, settings, engine, now)
-    ready_ok = components["database"]["status"] == "ok"
-    model_ready = components["model_store"]["status"] == "ok"
-    status = "healthy" if ready_ok and model_ready else ("degraded" if ready_ok else "unhealthy")
+    """Overall health, by the one rule of DESIGN §7: ``unhealthy`` (503) only when the
+    database does not answer within 2 s; ``degraded`` with every reason; else ``healthy``."""
+    components = await _components(request, settings, now)
+    answers = components["database"].view["status"] != "unreachable"
+    status, reasons = rule.verdict(answers, components)
+    if not answers:
+        response.status_code = 503
     return {
         "status": status,
         "timestamp": now.isoformat(),
         "version": __version__,
-        "model_ready": model_ready,
-        "components": components,
+        "model_ready": answers and not components["model_store"].reasons,
+        "reasons": [asdict(reason) for reason in reasons],
+        "components": {name: component.view for name, component in components.items()},
         "system": {
             "pid": os.getpid(),
             "cpu_percent": _PROCESS.cpu_percent(None),
@@ -75,58 +95,85 @@ def health(
     }
 
 
-def _components(request: Request, settings: Any, engine: Any, now: datetime) -> dict[str, Any]:
-    """Per-component status for /health."""
-    try:
-        database = {"status": "ok" if is_at_head(engine) else "migrations pending"}
-        states = request.app.state.serving.read_states()
-    except Exception as exc:  # report, never raise, from a health check
+async def _components(
+    request: Request, settings: Settings, now: datetime
+) -> dict[str, rule.Component]:
+    """Every component's view and reasons (each adds its own; none raises)."""
+    state = request.app.state
+    # Side by side: the answer never waits for one probe after the other.
+    record, worker = await asyncio.gather(
+        _read_database(request, settings),
+        anyio.to_thread.run_sync(_worker, request, limiter=_limiter(request)),
+    )
+    if record is None:
+        unknown = rule.Component({"status": "unknown"})
         return {
-            "database": {"status": "unreachable", "error": str(exc).splitlines()[0]},
-            "model_store": {"status": "unknown"},
-            "worker": _worker(request),
-            "data": {"status": "unknown"},
+            "database": rule.database_component(None),
+            "model_store": unknown,
+            "worker": worker,
+            "data": unknown,
         }
-    models = {a: states[a].active_version for a in settings.assets if a in states}
-    data = {
-        a: _freshness(states[a].last_candle if a in states else None, settings, now)
-        for a in settings.assets
-    }
     return {
-        "database": database,
-        "model_store": {
-            "status": "ok" if any(models.values()) else "no active model",
-            "active_versions": models,
-        },
-        "worker": _worker(request),
-        "data": data,
+        "database": rule.database_component(record),
+        "model_store": rule.model_component(record, state.serving.load_error),
+        "worker": worker,
+        "data": rule.data_component(settings, record, now),
     }
 
 
-def _freshness(last: datetime | None, settings: Any, now: datetime) -> dict[str, Any]:
-    """Age of the newest candle of one asset."""
-    if last is None:
-        return {"status": "no data"}
-    age = data_age(last, now)
-    stale = settings.is_stale(age)
-    return {
-        "status": "stale" if stale else "ok",
-        "last_date": last.date().isoformat(),
-        "age_seconds": age,
-    }
+async def _read_database(request: Request, settings: Settings) -> rule.DatabaseRecord | None:
+    """What /health needs from the database (None: it did not answer within 2 s)."""
+    outage = request.app.state.probe_outage
+    try:
+        record = await _probe(request, functools.partial(rule.read_database, settings))
+    except Exception as exc:  # details (they name the host) go to the log, not the answer
+        outage.failed(exc)
+        return None
+    outage.ended()
+    return record
 
 
-def _worker(request: Request) -> dict[str, Any]:
-    """The job worker: probed on its /health/live when this server embeds it."""
+T = TypeVar("T")
+# The outer bound on a probe: the probe engine gives up at 2 s itself (connect timeout and
+# the deadline watchdog); this only guards what neither covers, such as a hung name lookup.
+PROBE_WAIT = HEALTH_SECONDS + 0.3
+
+
+async def _probe(request: Request, work: Callable[[Engine], T]) -> T:
+    """``work(health engine)`` in a thread of the probes' own (request threads may all be
+    stuck on the database), answered within ``PROBE_WAIT`` seconds whatever happens."""
+    engine = request.app.state.health_engine
+    with anyio.move_on_after(PROBE_WAIT):
+        return await anyio.to_thread.run_sync(
+            work, engine, abandon_on_cancel=True, limiter=_limiter(request)
+        )
+    raise UnavailableError(rule.UNREACHABLE)
+
+
+def _limiter(request: Request) -> anyio.CapacityLimiter:
+    """The probes' thread limit (made inside the event loop, on first use)."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "probe_limiter", None)
+    if limiter is None:
+        limiter = state.probe_limiter = anyio.CapacityLimiter(4)
+    return limiter
+
+
+def _worker(request: Request) -> rule.Component:
+    """The job worker: probed on its /health/live when this server embeds it.
+
+    The hook for the worker's own reasons (issue 12: a dead or restarting embedded worker, or
+    no heartbeat from an external one, makes /health ``degraded``)."""
     settings = request.app.state.settings
     if not settings.embedded_worker:
-        return {"status": "external"}
+        return rule.Component({"status": "external"})
     url = f"http://127.0.0.1:{settings.worker_port}/health/live"
     try:
         with urllib.request.urlopen(url, timeout=0.5) as answer:
-            return {"status": "ok" if answer.status == 200 else f"http {answer.status}"}
+            status = "ok" if answer.status == 200 else f"http {answer.status}"
+            return rule.Component({"status": status})
     except OSError as exc:
-        return {"status": "unreachable", "error": str(exc)[:200]}
+        return rule.Component({"status": "unreachable", "error": str(exc)[:200]})
 
 
 @router.get("/monitoring", response_model=s.MonitoringResponse)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, ServingDep
 from btc_predictor.services import versions
-from btc_predictor.shapes.common import ASSET_PATTERN, MAX_VERSION_ID, ModelName
+from btc_predictor.shapes.common import ASSET_PATTERN, MAX_VERSION_ID, ModelFamily, ModelName
+from btc_predictor.shapes.requests import RollbackRequest
 from btc_predictor.shapes.results import ModelVersion, ModelVersionDetail
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -21,9 +22,10 @@ def list_models(
     engine: EngineDep,
     asset: Annotated[str | None, Query(pattern=ASSET_PATTERN)] = None,
     model: ModelName | None = None,
+    family: ModelFamily | None = None,
 ) -> list[ModelVersion]:
-    """Model versions newest first, each flagged active or not."""
-    return versions.list_models(engine, asset=asset, model=model)
+    """Model versions newest first, each with its family and flagged active (in it) or not."""
+    return versions.list_models(engine, asset=asset, model=model, family=family)
 
 
 @router.get("/{version_id}", response_model=ModelVersionDetail, responses=s.errors_for(404))
@@ -41,7 +43,7 @@ def show_model(engine: EngineDep, version_id: VersionId) -> ModelVersionDetail:
 def promote(
     engine: EngineDep, serving: ServingDep, now: NowDep, version_id: VersionId
 ) -> ModelVersion:
-    """Activate a version for its asset (this process serves it from the next request)."""
+    """Activate a version for its asset and family (served from this process's next request)."""
     result = versions.promote_model(engine, version_id, now=now, reason="promoted by hand (api)")
     serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL
     return result
@@ -58,8 +60,11 @@ def rollback(
     serving: ServingDep,
     now: NowDep,
     asset: Annotated[str, Path(pattern=ASSET_PATTERN)],
+    body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> ModelVersion:
-    """Reactivate the previously promoted version (409 when there is none)."""
-    result = versions.rollback_model(engine, asset, now=now)
+    """Reactivate the previously promoted version of the body's ``family`` (default
+    ``price``; 409 when there is none). The other family's active version is untouched."""
+    family = (body or RollbackRequest()).family
+    result = versions.rollback_model(engine, asset, now=now, family=family)
     serving.refresh()  # read-your-writes here; other processes follow within BTCP_STATE_POLL
     return result

@@ -10,6 +10,10 @@ const card = () => $("#backtest-card");
 const chartBox = () => $("#backtest-chart");
 let current = null; // the shown backtest result (with its series)
 
+// A risk model's backtest scores the daily range (% of the previous close) against naive-range.
+const isRisk = (result) => result.family === "risk";
+const rangeText = (value) => (value == null ? "—" : fmt.percent(value / 100, 2));
+
 function optionLabel(job) {
   const params = job.params || {};
   const result = job.result || {};
@@ -52,7 +56,8 @@ async function showBacktest(asset, id) {
   }
   current = { ...answer, asset };
   setText("#backtest-status", `${answer.model} on ${asset}, ${fmt.day(answer.start)} – ${fmt.day(answer.end)}: ` +
-    `${fmt.integer(answer.folds)} folds, refit every ${answer.refit_every} days, ${answer.level}% intervals.`);
+    `${fmt.integer(answer.folds)} folds, refit every ${answer.refit_every} days, ${answer.level}% intervals` +
+    (isRisk(answer) ? "; daily range in % of the previous close, against naive-range." : "."));
   const horizons = answer.horizons.map((h) => h.h);
   $("#backtest-horizon").replaceChildren(...horizons.map((h) => el("option", { value: h }, `${h} day${h > 1 ? "s" : ""}`)));
   renderTable(asset, answer);
@@ -61,13 +66,15 @@ async function showBacktest(asset, id) {
 
 function renderTable(asset, result) {
   const quote = fmt.quoteOf(asset);
+  const risk = isRisk(result);
+  const error = risk ? rangeText : (v) => fmt.money(v, quote);
   const rows = result.horizons.map((h) => {
     const verdict = fmt.verdict(h.mase);
     return el("tr", {},
       el("th", { scope: "row", class: "num" }, h.h),
       el("td", { class: "num" }, fmt.integer(h.n)),
-      el("td", { class: "num" }, fmt.money(h.mae, quote)),
-      el("td", { class: "num" }, fmt.money(h.naive_mae, quote)),
+      el("td", { class: "num" }, error(risk ? h.range_mae : h.mae)),
+      el("td", { class: "num" }, error(risk ? h.naive_range_mae : h.naive_mae)),
       el("td", { class: "num" }, fmt.number(h.mase)),
       el("td", {}, el("span", { class: `badge ${verdict.key}` }, verdict.text)),
       el("td", { class: "num" }, h.coverage == null ? "not calibrated yet" : fmt.percent(h.coverage)),
@@ -78,7 +85,8 @@ function renderTable(asset, result) {
 
 function drawBacktest(horizon) {
   if (!current) return;
-  const money = (v) => fmt.money(v, fmt.quoteOf(current.asset));
+  const risk = isRisk(current);
+  const money = risk ? rangeText : (v) => fmt.money(v, fmt.quoteOf(current.asset));
   const rows = current.series.filter((r) => r.h === horizon);
   const data = [
     rows.map((r) => fmt.epochDay(r.target_date)),
@@ -91,11 +99,11 @@ function drawBacktest(horizon) {
   drawChart(chartBox(), {
     data, format: fmt.compact, band: [3, 4], height: 280,
     series: [
-      { label: "actual", role: "actual", value: money },
+      { label: risk ? "realised range" : "actual", role: "actual", value: money },
       { label: `forecast (${horizon} d ahead)`, role: "forecast", value: money },
       { label: `upper ${current.level}%`, role: "bound", value: money },
       { label: `lower ${current.level}%`, role: "bound", value: money },
-      { label: "naive (close at origin)", role: "naive", value: money },
+      { label: risk ? "naive-range (origin day's range)" : "naive (close at origin)", role: "naive", value: money },
     ],
   });
   chartBox().dataset.points = pointCounts(data)[1];

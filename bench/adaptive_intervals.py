@@ -9,7 +9,7 @@ Run by hand. Bitstamp BTC-USD and ETH-USD daily closes through ``CsvSource``; na
 origin, scaled by √h; scores accumulate from the first close, coverage is scored on targets
 from ``--first``. Prints coverage, worst rolling-90-day coverage, coverage per tercile of the
 30-day realised volatility through the target day, and mean width in % of the origin close.
-A stand-in for σ̂ until the risk models land; the issue's benchmark (bench/risk_quality.py)
+A stand-in for σ̂ until the risk models land; the issue's benchmark (bench/risk_intervals.py)
 reruns this with ``BTCP_DEFAULT_RISK_MODEL`` refit every 30 days.
 """
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -222,6 +223,12 @@ NOTES = (
 )
 
 
+def other_sections(text: str) -> str:
+    """The sections other scripts keep between their markers in ``text``, to carry over."""
+    found = re.finditer(r"<!-- (\S+): begin -->.*?<!-- \1: end -->\n?", text, flags=re.S)
+    return "".join("\n" + m.group(0) for m in found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every (asset, model) walk-forward and the fit timings, write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -257,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     print("fit seconds", report["fit_seconds"], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
-    args.report.write_text(render(report))
+    old = args.report.read_text() if args.report.exists() else ""
+    args.report.write_text(render(report) + other_sections(old))
     print(f"wrote {args.report} and {args.json}")
     return 0
 

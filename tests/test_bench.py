@@ -11,12 +11,13 @@ import asyncio
 import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
 
 from btc_predictor.errors import ModelNotFoundError
+from btc_predictor.forecasting.executors import SerialExecutor
 from btc_predictor.forecasting.training import HorizonSeries
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -78,6 +79,7 @@ def test_every_script_is_covered() -> None:
         "asgi_cost",
         "forecast_quality",
         "recipe_search",
+        "risk_intervals",
         "risk_quality",
     ]
 
@@ -90,6 +92,46 @@ def test_adaptive_bench_volatility_helpers() -> None:
     # EWMA of a constant square stays at it once started from the same variance.
     sigma = bench.ewma_sigma(np.array([0.02, -0.02] * 20), 0.94)
     assert np.allclose(sigma, 0.02)
+
+
+def test_risk_intervals_reuses_folds_and_scores_common_rows() -> None:
+    bench = load("risk_intervals")
+    calls: list[int] = []
+
+    def fit(fold: SimpleNamespace) -> int:
+        calls.append(fold.train_end)
+        return fold.train_end * 10
+
+    def fold(train_end: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            model="lstm", seed=0, train_end=train_end, max_horizon=7, history=np.zeros(train_end)
+        )
+
+    reused = bench.ReusedFolds(SerialExecutor())
+    assert list(reused.map(fit, [fold(5), fold(6)])) == [50, 60]
+    assert list(reused.map(fit, [fold(6), fold(7), fold(5)])) == [60, 70, 50]
+    assert calls == [5, 6, 7]  # each fold fitted once, results still in input order
+    nan = np.nan
+    a = SimpleNamespace(
+        series_h=np.array([1, 1, 1, 2]),
+        series_target=np.array([3, 4, 5, 5]),
+        series_lower=np.array([1.0, 1.0, 1.0, 1.0]),
+    )
+    b = SimpleNamespace(series_lower=np.array([1.0, nan, 1.0, 1.0]))
+    # h=1, target >= 4, an interval in both runs: only the target-5 row
+    assert bench.common_rows(a, b, 1, 4).tolist() == [False, False, True, False]
+    assert (bench.fmt(None), bench.fmt(nan), bench.fmt(0.91234)) == ("–", "–", "0.912")
+    assert bench.table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+
+
+def test_risk_intervals_writes_its_section_between_markers() -> None:
+    bench = load("risk_intervals")
+    first = bench.with_section("# Risk\n\nrisk tables\n", "## Intervals v1")
+    assert first == f"# Risk\n\nrisk tables\n\n{bench.BEGIN}\n## Intervals v1\n{bench.END}\n"
+    again = bench.with_section(first + "\n## Later\n", "## Intervals v2\n")
+    assert again.count(bench.BEGIN) == 1 and "v1" not in again
+    assert again.startswith("# Risk\n\nrisk tables\n") and again.endswith("## Later\n")
+    assert bench.with_section("", "x") == f"{bench.BEGIN}\nx\n{bench.END}\n"
 
 
 @pytest.mark.parametrize("stem", SCRIPTS)
@@ -179,3 +221,10 @@ def test_risk_quality_renders_targets_with_verdicts() -> None:
     assert "h=7 range MASE ≤ 0.9: 0.95 — **missed**" in text
     assert "h=1 QLIKE ≥ 8% better than garch: 0.1667 — met" in text
     assert "0.050 s (target ≤ 2 s: met)" in text
+
+
+def test_risk_quality_keeps_other_scripts_sections() -> None:
+    bench = load("risk_quality")
+    old = "# old\n<!-- risk_intervals.py: begin -->\nkept\n<!-- risk_intervals.py: end -->\n"
+    assert "kept" in bench.other_sections(old)
+    assert bench.other_sections("# nothing marked\n") == ""

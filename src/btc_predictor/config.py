@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # Risk models (issue 15): the risk model trained beside the default price model, first,
     # wherever no model is named (train, models bootstrap, ./run.sh local, retrain schedule).
     default_risk_model: str = "har"
+    # Price intervals (issue 16): ``adaptive`` normalises conformal scores by σ̂ from the risk
+    # model and corrects the level online from realised misses; ``static`` is plain split
+    # conformal. Walk-forward backtests refit ``default_risk_model`` inside each fold.
+    intervals: Literal["adaptive", "static"] = "adaptive"
     # Database deadlines (issue 12): client-side, because a server-side timeout never fires
     # on a stalled link. The statement timeout bounds each unit of an API request's database
     # work (connect, ping and queries); migrations and the worker's writes are exempt.

@@ -156,7 +156,9 @@ def test_metrics_card_shows_the_api_forecast_and_the_verdict(
 ) -> None:
     forecast = requests.get(f"{server}/api/v1/forecast?horizon=1", timeout=5).json()
     active = next(
-        v for v in requests.get(f"{server}/api/v1/models", timeout=5).json() if v["active"]
+        v
+        for v in requests.get(f"{server}/api/v1/models", timeout=5).json()
+        if v["active"] and v["family"] == "price"
     )
     point = forecast["points"][0]
     assert money(dashboard.text("[data-testid=next-day-forecast]")) == round(point["value"], 2)
@@ -230,11 +232,12 @@ def train_by_api(server: str) -> dict[str, Any]:
 
 
 def active_id(server: str) -> int:
+    """The active price version (the worker's bootstrap also trains an active risk model)."""
     return int(
         next(
             v["id"]
             for v in requests.get(f"{server}/api/v1/models", timeout=5).json()
-            if v["active"]
+            if v["active"] and v["family"] == "price"
         )
     )
 
@@ -248,9 +251,10 @@ def test_promote_and_roll_back_from_the_model_table(dashboard: Dashboard, server
     page.click("#reload")
     page.click(f"[data-testid=model-table] button[data-promote='{stored['id']}']")
     expect(page.locator("[data-testid=active-model]")).to_have_text(f"drift v{stored['id']}")
-    expect(page.locator("[data-testid=model-table] tr.is-active")).to_have_attribute(
-        "data-version-id", str(stored["id"])
-    )
+    # One active version per family: the price row is the promoted one.
+    expect(
+        page.locator("[data-testid=model-table] tr.is-active[data-family=price]")
+    ).to_have_attribute("data-version-id", str(stored["id"]))
     assert active_id(server) == stored["id"]
     page.click("#rollback")
     expect(page.locator("[data-testid=active-model]")).to_have_text(f"drift v{before}")

@@ -39,6 +39,7 @@ def assert_problem(answer: Any, status: int, code: str, path: str) -> dict[str, 
     [
         ("GET", "/predict?level=3", 422, "invalid_parameter"),  # hot route, validation
         ("GET", "/api/v1/forecast?horizon=0", 422, "invalid_parameter"),
+        ("GET", "/api/v1/forecast?horizon=31", 422, "invalid_parameter"),  # > BTCP_MAX_HORIZON
         ("GET", "/predict?asset=DOGE-USD", 404, "asset_not_found"),  # hot route, domain error
         ("GET", "/api/v1/forecast?asset=DOGE-USD", 404, "asset_not_found"),
         ("GET", "/api/v1/jobs?limit=0", 422, "invalid_parameter"),  # FastAPI route

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from btc_predictor.config import Settings
 from btc_predictor.jobs.worker import Worker
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage.db import create_db_engine, write_session
+from btc_predictor.storage.tables import CandleRow
 from tests.api.conftest import AUTH
 from tests.conftest import NOW
 
@@ -135,3 +137,23 @@ def test_legacy_train_reports_the_price_model_only(client: TestClient, fast_work
     job = client.get(f"/api/v1/jobs/{body['job_id']}").json()
     assert job["result"]["risk"]["model"] == "har"
     assert body["model_version"] == job["result"]["version"]
+
+
+def test_a_risk_training_on_a_candle_with_high_below_low_is_refused_at_the_door(
+    client: TestClient, installed: Settings
+) -> None:
+    engine = create_db_engine(installed)
+    with write_session(engine) as session:
+        session.execute(
+            update(CandleRow)
+            .where(CandleRow.ts == datetime(2024, 2, 1, tzinfo=UTC))
+            .values(high=CandleRow.low / 2)
+        )
+    engine.dispose()
+    for body in ({"model": "har"}, {}):
+        answer = client.post("/api/v1/train", json=body, headers=AUTH)
+        assert answer.status_code == 409 and answer.json()["code"] == "no_data", answer.text
+        assert "candle 2024-02-01 has high" in answer.json()["detail"]
+    assert client.get("/api/v1/jobs").json() == []
+    # Price models train on closes only.
+    assert client.post("/api/v1/train", json={"model": "drift"}, headers=AUTH).status_code == 202

@@ -232,7 +232,12 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(errors.BtcpError)
     async def domain(request: Request, exc: errors.BtcpError) -> JSONResponse:
-        return problem_response(request.scope, status_for(exc), exc.message, exc.code)
+        status = status_for(exc)
+        # Every 422 lists its problems (DESIGN §7), a service's own checks included.
+        problems = [{"loc": "request", "msg": exc.message, "type": "value_error"}]
+        return problem_response(
+            request.scope, status, exc.message, exc.code, errors=problems if status == 422 else None
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,6 +11,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
     from btc_predictor.shapes.results import (
         AssetStatus,
+        BacktestHorizon,
         BacktestReport,
         Forecast,
         IngestReport,
@@ -135,7 +136,8 @@ def show_backtest(report: BacktestReport, plot: Path | None) -> None:
     """A human backtest summary per horizon."""
     table = Table(
         title=f"{report.model} on {report.asset} {report.start} .. {report.end}"
-        f" ({report.folds} folds, {report.burn_in_folds} burn-in)"
+        f" ({report.folds} folds, {report.burn_in_folds} burn-in;"
+        f" {report.interval_method} {report.level}% intervals)"
     )
     for column in ("h", "n", "MAE", "naive MAE", "MASE", "direction", "coverage", "DM p"):
         table.add_column(column)
@@ -151,8 +153,38 @@ def show_backtest(report: BacktestReport, plot: Path | None) -> None:
             fmt(h.dm_pvalue, ".3f"),
         )
     out.print(table)
+    _show_interval_quality(report)
     if plot is not None:
         out.print(f"plot written to {plot}", markup=False)
+
+
+def _show_interval_quality(report: BacktestReport) -> None:
+    """Interval quality per horizon, then the h=1 VaR and p_up line."""
+    table = Table(title="intervals: coverage by realised-volatility tercile, Winkler in %")
+    for column in ("h", "coverage", "worst 90d", "low vol", "mid vol", "high vol", "Winkler"):
+        table.add_column(column)
+    for h in report.horizons:
+        terciles = h.coverage_by_vol_tercile
+        table.add_row(
+            str(h.h),
+            fmt(h.coverage, ".1%"),
+            fmt(h.worst_90d_coverage, ".1%"),
+            *(fmt(getattr(terciles, k, None), ".1%") for k in ("low", "mid", "high")),
+            fmt(h.winkler),
+        )
+    out.print(table)
+    if report.horizons:
+        out.print(_risk_line(report.horizons[0]), markup=False)
+
+
+def _risk_line(h1: BacktestHorizon) -> str:
+    """h=1 VaR violation rates with their Kupiec p-values, and p_up's Brier score and skill."""
+    parts = [
+        f"VaR {name}: violations {fmt(v.rate, '.1%')} (Kupiec p {fmt(v.kupiec_p, '.2f')})"
+        for name, v in (h1.var or {}).items()
+    ]
+    parts.append(f"p_up Brier {fmt(h1.brier, '.4f')} (skill {fmt(h1.brier_skill, '+.4f')})")
+    return "h=1 " + "; ".join(parts)
 
 
 def show_risk_backtest(report: RiskBacktestReport, plot: Path | None) -> None:
@@ -253,7 +285,8 @@ def plot_backtest(report: BacktestReport, path: Path) -> Path:
     nan = float("nan")  # burn-in folds have no interval: leave a gap in the band
     lower = [nan if r.lower is None else r.lower for r in rows]
     upper = [nan if r.upper is None else r.upper for r in rows]
-    top.fill_between(dates, lower, upper, alpha=0.25, label=f"{report.level}% interval")
+    band = f"{report.level}% interval ({report.interval_method})"
+    top.fill_between(dates, lower, upper, alpha=0.25, label=band)
     top.plot(dates, [r.actual for r in rows], color="black", linewidth=1, label="actual")
     top.plot(dates, [r.forecast for r in rows], linewidth=1, label=f"{report.model} (h=1)")
     top.plot(dates, [r.naive for r in rows], linewidth=0.8, linestyle="--", label="naive")

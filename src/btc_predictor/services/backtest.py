@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
+import numpy as np
 from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
@@ -13,13 +14,14 @@ from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.executors import Executor
 from btc_predictor.forecasting.registry import get_model_class, get_risk_model_class
 from btc_predictor.forecasting.risk.backtest import risk_backtest
+from btc_predictor.forecasting.risk.ohlc import OHLC
 from btc_predictor.services import risk_training as risk
 from btc_predictor.services.forecast import check_horizon
-from btc_predictor.services.training import admit_fit, load_training_data, load_window
+from btc_predictor.services.training import TrainingData, admit_fit, load_window
 from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import BacktestRequest
 from btc_predictor.shapes.results import BacktestReport, RiskBacktestReport
-from btc_predictor.sources.base import parse_asset
+from btc_predictor.sources.base import Candle, parse_asset
 
 
 def check_backtest(settings: Settings, request: BacktestRequest) -> None:
@@ -50,12 +52,18 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestReport | RiskBacktestReport:
     """Walk forward over the stored closes (risk models: candles); the ``backtest --json``
-    object."""
+    object. Price intervals follow ``BTCP_INTERVALS``: adaptive ones refit
+    ``BTCP_DEFAULT_RISK_MODEL`` on the stored candles inside each fold."""
     check_backtest(settings, request)
     if family_of(request.model or settings.default_model) == "risk":
         return run_risk_backtest(settings, engine, request, progress=progress)
     asset = parse_asset(request.asset).symbol
-    data = load_training_data(engine, asset, settings.train_start)
+    candles = load_window(engine, asset, settings.train_start)
+    data = TrainingData(
+        asset,
+        np.array([c.close for c in candles], dtype=np.float64),
+        [c.ts.date() for c in candles],
+    )
     start = _start_index(data.days, request)
     result = backtest(
         data.closes,
@@ -68,10 +76,23 @@ def run_backtest(
         epochs=request.epochs or settings.train_epochs,
         executor=executor,
         progress=progress,
+        intervals=settings.intervals,
+        candles=_sigma_candles(settings, engine, asset, candles),
+        risk_model=settings.default_risk_model,
     )
     return BacktestReport.model_validate(
         result.to_json([d.isoformat() for d in data.days], asset=asset)
     )
+
+
+def _sigma_candles(
+    settings: Settings, engine: Engine, asset: str, candles: list[Candle]
+) -> OHLC | None:
+    """The OHLC adaptive intervals refit the risk model on (None for static intervals)."""
+    if settings.intervals != "adaptive":
+        return None
+    risk.refuse_inverted_candles(engine, asset, settings.train_start)
+    return risk.risk_data(asset, candles).ohlc
 
 
 def run_risk_backtest(

@@ -119,6 +119,22 @@ class BacktestFold(Result):
     burn_in: bool  # no interval yet: too few out-of-sample residuals
 
 
+class VolTerciles(Result):
+    """Interval coverage on the low / mid / high third of realised-volatility days."""
+
+    low: float | None = None
+    mid: float | None = None
+    high: float | None = None
+
+
+class VarBacktest(Result):
+    """A VaR level's h=1 backtest: violation rate, Kupiec POF and Christoffersen p-values."""
+
+    rate: float | None = None
+    kupiec_p: float | None = None
+    christoffersen_p: float | None = None
+
+
 class BacktestHorizon(Result):
     """Walk-forward metrics at one horizon, next to naive on the same days."""
 
@@ -135,6 +151,17 @@ class BacktestHorizon(Result):
     n_intervals: int
     naive_mae: float | None
     dm_pvalue: float | None
+    # Interval quality (issue 16; absent from results stored before it). Winkler: in % of the
+    # origin close; worst coverage over 90 consecutive origins; coverage per tercile of the
+    # 30-day realised volatility through the target day.
+    winkler: float | None = None
+    worst_90d_coverage: float | None = None
+    coverage_by_vol_tercile: VolTerciles | None = None
+    # h=1 only (longer horizons overlap): VaR backtests keyed "95"/"99", p_up's scores.
+    var: dict[str, VarBacktest] | None = None
+    brier: float | None = None
+    brier_skill: float | None = None  # 1 − Brier/0.25: against always saying 0.5
+    calibration_error: float | None = None
 
 
 class BacktestRow(Result):
@@ -148,6 +175,9 @@ class BacktestRow(Result):
     lower: float | None
     upper: float | None
     naive: float
+    p_up: float | None = None  # P(target close > origin close); None in burn-in
+    var_95: float | None = None  # loss in % of the origin close, not exceeded w.p. 0.95
+    var_99: float | None = None
 
 
 class BacktestReport(Result):
@@ -156,6 +186,10 @@ class BacktestReport(Result):
     asset: str
     model: str
     level: int
+    # adaptive: σ̂-normalised conformal with an online level (σ̂ from ``risk_model`` refit in
+    # each fold); static: plain split conformal (what results stored before issue 16 used).
+    interval_method: Literal["adaptive", "static"] = "static"
+    risk_model: str | None = None
     refit_every: int
     start: date
     end: date

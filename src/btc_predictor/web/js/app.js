@@ -65,7 +65,8 @@ async function refreshOnce() {
   const row = state.assets.find((a) => a.asset === state.asset) || { asset: state.asset, rows: 0 };
   const versions = await guarded($("#models-card"), () => loadModels(row.asset));
   // undefined: the versions could not be listed (the error shows); still try the forecast.
-  const active = versions ? versions.find((v) => v.active) || null : undefined;
+  // The forecast is the active *price* version's; a risk version is active beside it.
+  const active = versions ? versions.find((v) => v.active && (v.family ?? "price") === "price") || null : undefined;
   renderActiveModel(active);
   if (versions) renderModels(row.asset, versions, reloadAssets);
   await Promise.all([

@@ -25,20 +25,24 @@ function actionCell(version, onChange) {
 }
 
 function versionRow(asset, version, onChange) {
+  const risk = version.family === "risk";
+  // Risk errors are range MAEs in percentage points of the previous close, not money.
   const quote = fmt.quoteOf(asset);
+  const error = (value) => (risk && value != null ? `${fmt.number(value)} pp` : fmt.money(value, quote));
   const verdict = fmt.verdict(version.holdout_mase);
   const status = version.active
     ? el("span", { class: "badge active" }, "active")
     : el("span", { class: "muted" }, version.pruned ? "pruned" : "stored");
-  return el("tr", { "data-version-id": version.id, class: version.active ? "is-active" : null },
+  return el("tr", { "data-version-id": version.id, "data-family": version.family ?? "price",
+    class: version.active ? "is-active" : null },
     el("th", { scope: "row" }, `v${version.id}`),
-    el("td", {}, version.model),
+    el("td", {}, risk ? `${version.model} (risk)` : version.model),
     el("td", {}, fmt.day(version.created_at)),
     el("td", {}, `${fmt.day(version.train_start)} – ${fmt.day(version.train_end)}`),
     el("td", { class: "num", title: verdict.text },
       fmt.number(version.holdout_mase), " ", el("span", { class: `badge ${verdict.key}` }, verdict.text)),
-    el("td", { class: "num" }, fmt.money(version.metrics?.mae, quote)),
-    el("td", { class: "num" }, fmt.money(version.baseline?.naive?.mae, quote)),
+    el("td", { class: "num" }, error(risk ? version.metrics?.range_mae : version.metrics?.mae)),
+    el("td", { class: "num" }, error(version.baseline?.naive?.mae)),
     el("td", { class: "num" }, fmt.percent(version.metrics?.directional_accuracy)),
     el("td", {}, status),
     actionCell(version, onChange));
@@ -106,12 +110,19 @@ function showTrainResult(asset, job) {
     return;
   }
   const result = job.result;
+  // Training the defaults stores a risk version too: it is reported first, as it ran first.
+  const reports = result.risk ? [result.risk, result] : [result];
+  box.replaceChildren(...reports.map((r) => trainReport(asset, r)));
+}
+
+function trainReport(asset, result) {
   const verdict = fmt.verdict(result.metrics?.mase);
-  box.replaceChildren(el("ul", { class: "result" },
+  const mase = result.family === "risk" ? "Holdout range MASE (vs naive-range)" : "Holdout MASE";
+  return el("ul", { class: "result" },
     el("li", {}, `Stored as version ${result.version} (${result.model}) in ${fmt.number(result.training_duration, 1)} s.`),
-    el("li", {}, `Holdout MASE ${fmt.number(result.metrics?.mase)}: ${verdict.text}.`),
+    el("li", {}, `${mase} ${fmt.number(result.metrics?.mase)}: ${verdict.text}.`),
     el("li", {}, result.promoted ? `Promoted: ${result.promotion_reason}` : `Not promoted: ${result.promotion_reason}`),
-    el("li", {}, `${fmt.integer(result.data_points_used)} days, ${fmt.day(result.train_start)} – ${fmt.day(result.train_end)} (${asset}).`)));
+    el("li", {}, `${fmt.integer(result.data_points_used)} days, ${fmt.day(result.train_start)} – ${fmt.day(result.train_end)} (${asset}).`));
 }
 
 /** Wire the training form: start a job, poll it, show the result, then refresh the page. */

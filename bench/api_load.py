@@ -323,11 +323,14 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def stored_kinds(env: dict[str, str]) -> set[str]:
-    """The model kinds with a stored version (``models list --json``)."""
+    """The price model kinds with a stored version (``models list --json``; risk models do
+    not forecast prices)."""
     done = subprocess.run(
         [CLI, "models", "list", "--json"], env=env, check=True, capture_output=True, timeout=120
     )
-    return {row["model"] for row in json.loads(done.stdout)}
+    return {
+        row["model"] for row in json.loads(done.stdout) if row.get("family", "price") == "price"
+    }
 
 
 def mix_script(tmp: Path, env: dict[str, str]) -> Path:

@@ -117,6 +117,22 @@ def test_one_lru_bounds_loaded_versions_with_their_runs(
     assert serving.held() == [ids["naive"], ids["drift"]]
 
 
+def test_versions_no_request_resolves_to_are_let_go(installed: Settings) -> None:
+    engine = create_db_engine(installed)
+    serving = ServingState(installed, engine)
+    serving.refresh()
+    first = train(installed, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+    serving.refresh()
+    active = serving.forecast(ForecastRequest(), NOW)["model_version"]
+    assert serving.forecast(ForecastRequest(model="drift"), NOW)["model_version"] == first.version
+    assert serving.held() == [active, first.version]
+    second = train(installed, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+    serving.refresh()  # `first` is neither active nor the newest drift any more
+    assert serving.held() == [active]
+    assert serving.forecast(ForecastRequest(model="drift"), NOW)["model_version"] == second.version
+    engine.dispose()
+
+
 async def asgi_get(app: Any, path: str) -> tuple[int, bytes]:
     """One GET through the app's ASGI interface: status and body."""
     raw, _, query = path.partition("?")

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("hostname", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("pid_scope", sa.String(80), nullable=True),
         sa.Column("embedded", sa.Boolean(), nullable=False),
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("heartbeat_at", UTCDateTime(), nullable=False),

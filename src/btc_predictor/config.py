@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     db_connect_timeout: Duration = timedelta(seconds=3)
     db_pool_timeout: Duration = timedelta(seconds=5)
     db_statement_timeout: Duration = timedelta(seconds=10)
+    # --- process supervision and bounded waits (issue 12) ---
+    # How long the original's POST /train waits for its job before answering 202 with it.
+    legacy_train_wait: Duration = timedelta(seconds=120)
+    # Bound on a graceful stop after SIGTERM: pending requests and the embedded worker included.
+    shutdown_grace: Duration = timedelta(seconds=10)
+    # Set by ``serve`` for the processes it starts (not a user setting): they exit with it.
+    supervisor_pid: int | None = Field(default=None, ge=1)
 
     @field_validator("assets")
     @classmethod

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import AUTH
+from btc_predictor.config import Settings
+from btc_predictor.storage import worker_store
+from btc_predictor.storage.worker_store import WorkerRecord
+from tests.api.conftest import AUTH, client_for
+from tests.conftest import NOW
 
 
 def test_root_and_health(client: TestClient) -> None:
     root = client.get("/").json()
     assert {"message", "status", "version", "timestamp", "model_status"} <= root.keys()
     assert root["model_status"].startswith("drift v")
+    # An external worker beat a minute ago (DESIGN §7: without one, /health is degraded).
+    worker = WorkerRecord("w1", "host", 1, None, False, NOW, NOW)
+    worker_store.beat(client.app.state.engine, worker, NOW - timedelta(minutes=1))
     health = client.get("/health").json()
     assert {
         "status",
@@ -77,6 +86,31 @@ def test_train_needs_the_api_key(client: TestClient) -> None:
     assert answer.status_code == 401 and answer.json()["code"] == "unauthorized"
     wrong = client.post("/train", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
+
+
+def test_train_answers_202_with_its_job_once_the_wait_is_over(installed: Settings) -> None:
+    # No worker runs here: the job stays queued, as behind a busy worker.
+    settings = installed.model_copy(update={"legacy_train_wait": timedelta(milliseconds=300)})
+    with client_for(settings) as client:
+        answer = client.post("/train", params={"model": "naive"}, headers=AUTH)
+        assert answer.status_code == 202
+        body = answer.json()
+        url = f"/api/v1/jobs/{body['job_id']}"
+        assert answer.headers["Location"] == url
+        assert body == {
+            "message": f"training is still queued: follow job {body['job_id']} at {url}",
+            "rmse": None,
+            "mae": None,
+            "r2": None,
+            "mase": None,
+            "model_saved": False,
+            "model_version": None,
+            "promoted": False,
+            "promotion_reason": "",
+            "training_duration": None,
+            "job_id": body["job_id"],
+        }
+        assert client.get(url).json()["status"] == "queued"
 
 
 def test_bad_parameters_are_422_with_details(client: TestClient) -> None:

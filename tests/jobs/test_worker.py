@@ -443,3 +443,89 @@ def test_a_worker_killed_mid_training_leaves_a_failed_job_and_the_old_model(
     assert (forecast.model, forecast.model_version) == ("naive", active.version)
     with read_session(engine) as session:
         assert [v.id for v in list_versions(session=session)] == [active.version]
+
+
+# --- worker rows: heartbeats, dead neighbours, a taken port (issue 12) --------------------
+
+
+def exited_pid() -> int:
+    """The pid of a process that has already ended (and was reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_worker_fails_the_job_of_a_dead_neighbour_at_once(
+    sqlite_settings: Settings, engine: Engine
+) -> None:
+    from datetime import UTC, datetime
+
+    from btc_predictor.services.workers import pid_scope
+    from btc_predictor.storage import job_store, worker_store
+    from btc_predictor.storage.worker_store import WorkerRecord
+
+    params = {"asset": "BTC-USD", "model": "naive"}
+    jobs.enqueue(engine, kind="train", params=params, now=NOW)
+    jobs.enqueue(engine, kind="backtest", params={"asset": "BTC-USD"}, now=NOW)
+    lost = job_store.claim_next(engine, worker_id="dead-w", now=NOW)
+    kept = job_store.claim_next(engine, worker_id="live-w", now=NOW)
+    assert lost is not None and kept is not None
+    dead_pid = exited_pid()
+    # Both beat just now: the heartbeat-age rule alone would wait job_stale_after (2 min).
+    dead = WorkerRecord("dead-w", "h", dead_pid, pid_scope(), True, NOW, NOW)
+    alive = WorkerRecord("live-w", "h", os.getpid(), pid_scope(), True, datetime.now(UTC), NOW)
+    elsewhere = WorkerRecord("far-w", "h", dead_pid, "other-boot:1", False, NOW, NOW)
+    for row in (dead, alive, elsewhere):
+        worker_store.beat(engine, row, NOW)
+    recovered = make_worker(sqlite_settings, engine).recover_orphans()
+    assert recovered == [lost.id]
+    failed = jobs.get_job(engine, lost.id)
+    assert failed["status"] == "failed"
+    assert failed["error"] == (
+        f"worker died while running this job (worker dead-w, pid {dead_pid}: its process is "
+        "gone); submit it again"
+    )
+    assert jobs.get_job(engine, kept.id)["status"] == "running"
+    assert {r.id for r in worker_store.in_scope(engine, pid_scope())} == {"live-w"}
+    assert [r.id for r in worker_store.in_scope(engine, "other-boot:1")] == ["far-w"]
+
+
+def test_a_running_worker_beats_its_row_and_removes_it_when_stopped(
+    sqlite_settings: Settings,
+) -> None:
+    from btc_predictor.services.workers import pid_scope
+    from btc_predictor.storage import worker_store
+
+    settings = quiet(sqlite_settings, worker_port=0, worker_poll=timedelta(seconds=0.05))
+    engine = create_db_engine(settings)
+    upgrade(engine)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, args=(settings,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        wait_for(lambda: worker_store.in_scope(engine, pid_scope()), 20, "the worker row")
+        (row,) = worker_store.in_scope(engine, pid_scope())
+        assert (row.pid, row.embedded) == (os.getpid(), False)
+        wait_for(
+            lambda: worker_store.in_scope(engine, pid_scope())[0].heartbeat_at > row.heartbeat_at,
+            10,
+            "a second heartbeat",
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert worker_store.in_scope(engine, pid_scope()) == []
+    engine.dispose()
+
+
+def test_a_taken_worker_port_is_one_clear_error(sqlite_settings: Settings) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = quiet(sqlite_settings, worker_port=port)
+        with pytest.raises(UnavailableError, match=rf"worker port 127.0.0.1:{port} is taken"):
+            run_worker(settings, stop=threading.Event())

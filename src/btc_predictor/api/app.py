@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from btc_predictor.api.metrics import HealthCollector
 from btc_predictor.api.routing import allowed_methods, answer_head, route_templates
 from btc_predictor.api.schemas import ERRORS, PROBLEM_JSON, ErrorResponse
 from btc_predictor.api.state import Outage, ServingState
+from btc_predictor.api.stopping import watch_stop_signals
 from btc_predictor.config import Settings
 from btc_predictor.logs import AccessLine
 from btc_predictor.sources.base import utc_now
@@ -147,6 +149,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watch_stop_signals()  # pending long waits answer when a stop begins
         await asyncio.to_thread(upgrade, db)
         await asyncio.to_thread(app.state.serving.refresh)
         tasks = [
@@ -224,6 +227,10 @@ def app_from_environment() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings)
+    if settings.supervisor_pid not in (None, os.getpid()):  # a `serve --workers N` child
+        from btc_predictor.jobs.lifeline import exit_with_parent
+
+        exit_with_parent(settings.supervisor_pid)
     return create_app(settings)
 
 

@@ -38,11 +38,18 @@ class SerialExecutor:
 class ProcessExecutor:
     """Runs folds in fresh worker processes ('spawn' by default: no forked torch state)."""
 
-    def __init__(self, max_workers: int | None = None, context: str = "spawn") -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        context: str = "spawn",
+        initializer: Callable[[], object] | None = None,
+    ) -> None:
         if context not in ("spawn", "forkserver"):
             raise InvalidInputError(f"process context must be spawn or forkserver, got `{context}`")
         self._max_workers = max_workers
         self._context = context
+        # Run first in each worker process (the job worker arms its lifeline there).
+        self._initializer = initializer
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """Apply ``fn`` in min(cores, items) worker processes; results in input order."""
@@ -50,5 +57,6 @@ class ProcessExecutor:
             return
         workers = min(self._max_workers or os.cpu_count() or 1, len(items))
         context = multiprocessing.get_context(self._context)
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=self._initializer)
+        with pool:
             yield from pool.map(fn, items)

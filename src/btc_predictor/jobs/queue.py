@@ -238,3 +238,11 @@ def recover_orphans(
     for row in rows:
         JOBS_TOTAL.labels(row.kind, "failed").inc()
     return [row.id for row in rows]
+
+
+def fail_jobs_of(engine: Engine, dead: dict[str, str], *, now: datetime) -> list[str]:
+    """Fail at once the running jobs of workers known dead (id -> why); returns their ids."""
+    rows = job_store.fail_jobs_of(engine, dead, now=now)
+    for row in rows:
+        JOBS_TOTAL.labels(row.kind, "failed").inc()
+    return [row.id for row in rows]

@@ -6,6 +6,7 @@ Training runs here and never in an API process: the API only enqueues jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -23,8 +24,8 @@ from sqlalchemy import Engine
 
 from btc_predictor import telemetry
 from btc_predictor.config import Settings
-from btc_predictor.errors import BtcpError, InvalidInputError
-from btc_predictor.forecasting.executors import Executor
+from btc_predictor.errors import BtcpError, InvalidInputError, UnavailableError
+from btc_predictor.forecasting.executors import Executor, ProcessExecutor
 from btc_predictor.jobs.handlers import (
     HANDLERS,
     Clock,
@@ -32,11 +33,13 @@ from btc_predictor.jobs.handlers import (
     JobContext,
     to_json,
 )
+from btc_predictor.jobs.lifeline import exit_with_parent
 from btc_predictor.jobs.params import normalize_params
 from btc_predictor.jobs.queue import (
     ClaimedJob,
     claim_next,
     fail,
+    fail_jobs_of,
     finish,
     get_job,
     heartbeat,
@@ -48,12 +51,16 @@ from btc_predictor.jobs.queue import (
 from btc_predictor.jobs.schedules import enqueue_due
 from btc_predictor.jobs.side_server import SideServer
 from btc_predictor.services.ingest import SourceFactory
+from btc_predictor.services.workers import pid_scope, process_gone
 from btc_predictor.sources.base import utc_now
+from btc_predictor.storage import worker_store
 from btc_predictor.storage.db import create_db_engine, upgrade
+from btc_predictor.storage.worker_store import WorkerRecord
 
 log = logging.getLogger(__name__)
 
 USAGE_INTERVAL = 5.0  # seconds between updates of the CPU and memory gauges
+PRUNE_AFTER = 10  # a worker row silent for this many ``job_stale_after`` is deleted
 MIN_WRITE_INTERVAL = 0.5  # seconds between progress writes: at most 2 per second per job
 
 
@@ -145,6 +152,7 @@ class Worker:
         self._starting = True
         self._next_recovery = -math.inf
         self._usage, self._next_usage = telemetry.ProcessUsage(), -math.inf
+        self._started_at = clock()
 
     def run_once(self) -> bool:
         """Claim the oldest queued job and run it to an end state; False when none is queued."""
@@ -168,7 +176,8 @@ class Worker:
     def recover_orphans(self) -> list[str]:
         """Fail jobs whose worker died (this worker counts as alive); returns their ids."""
         stale_after = self.settings.job_stale_after
-        recovered = recover_orphans(
+        recovered = self._fail_jobs_of_dead_neighbours()
+        recovered += recover_orphans(
             self.engine,
             now=self._clock(),
             stale_after=stale_after,
@@ -178,6 +187,30 @@ class Worker:
             log.warning("job %s failed: its worker died while running it", job_id)
         self._next_recovery = time.monotonic() + stale_after.total_seconds() / 2
         return recovered
+
+    def _fail_jobs_of_dead_neighbours(self) -> list[str]:
+        """At once, without waiting for heartbeats to age: workers of our PID scope whose
+        process is gone (a killed predecessor) lose their running jobs and their rows."""
+        dead = {
+            row.id: f"worker {row.id}, pid {row.pid}: its process is gone"
+            for row in worker_store.in_scope(self.engine, pid_scope())
+            if row.id != self.worker_id and process_gone(row.pid, row.started_at)
+        }
+        failed = fail_jobs_of(self.engine, dead, now=self._clock())
+        worker_store.remove(self.engine, list(dead))
+        return failed
+
+    def record(self) -> WorkerRecord:
+        """This worker's heartbeat row."""
+        return WorkerRecord(
+            id=self.worker_id,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+            pid_scope=pid_scope(),
+            embedded=self.settings.supervisor_pid is not None,
+            started_at=self._started_at,
+            heartbeat_at=self._started_at,
+        )
 
     def run_forever(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; an idle tick waits ``worker_poll``."""
@@ -265,27 +298,90 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def _registered(worker: Worker, clock: Clock) -> Iterator[None]:
+    """Register the worker's heartbeat row, beat it every poll on a thread (long jobs too),
+    and delete it on a clean stop (/health reads these rows for external workers)."""
+    record, engine = worker.record(), worker.engine
+    interval = worker.settings.worker_poll.total_seconds()
+    worker_store.beat(engine, record, clock())  # registered before the first job is claimed
+    worker_store.prune_silent(engine, clock() - worker.settings.job_stale_after * PRUNE_AFTER)
+    done = threading.Event()
+
+    def loop() -> None:
+        """Beat until the worker stops; log a failing database once, not every beat."""
+        failing = False
+        while not done.wait(interval):
+            try:
+                worker_store.beat(engine, record, clock())
+            except Exception:
+                if not failing:
+                    log.warning("worker heartbeat failed; retrying every %gs", interval)
+                failing = True
+            else:
+                if failing:
+                    log.info("worker heartbeat written again")
+                failing = False
+
+    thread = threading.Thread(target=loop, name="worker-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        try:
+            worker_store.remove(engine, [record.id])
+        except Exception:
+            log.warning("could not delete worker row %s (it ages out)", record.id)
+
+
+def _side_server(worker: Worker, host: str) -> SideServer:
+    """The side server on BTCP_WORKER_PORT; a taken port is one clear error, not a traceback."""
+    port = worker.settings.worker_port
+    try:
+        return SideServer(
+            worker.worker_id, port=port, host=host, metrics_dir=worker.settings.metrics_dir
+        )
+    except OSError as exc:
+        raise UnavailableError(
+            f"worker port {host}:{port} is taken ({exc.strerror}): another worker may still be "
+            "running; stop it or set BTCP_WORKER_PORT"
+        ) from None
+
+
 def run_worker(
     settings: Settings, *, stop: threading.Event | None = None, host: str | None = None
 ) -> None:
-    """``btc-predictor worker``: migrate, recover orphans, serve the side port, run jobs."""
+    """``btc-predictor worker``: migrate, serve the side port, recover orphans, run jobs."""
+    if settings.supervisor_pid is not None:
+        exit_with_parent(settings.supervisor_pid)  # never outlive the serve that started us
     stop = stop or threading.Event()
     host = host or settings.worker_host
     engine = create_db_engine(settings)
     try:
         upgrade(engine)
-        worker = Worker(settings, engine, clock=utc_now)
+        # Backtest folds run in processes of their own: they die with this worker (a spawn
+        # pool's processes otherwise outlive a killed parent, blocked on its queue forever).
+        lifeline = functools.partial(exit_with_parent, os.getpid())
+        worker = Worker(
+            settings, engine, clock=utc_now, executor=ProcessExecutor(initializer=lifeline)
+        )
         telemetry.initialize_worker_series(settings.assets, settings.sources, HANDLERS)
-        worker.recover_orphans()
-        server = SideServer(
-            worker.worker_id, port=settings.worker_port, host=host, metrics_dir=settings.metrics_dir
-        )
-        log.info(
-            "worker %s ready; health and metrics on %s:%d", worker.worker_id, host, server.port
-        )
+        # The port first: while a predecessor still holds it, it is alive and its job is not
+        # an orphan; serve restarts us with backoff until the port is free.
+        server = _side_server(worker, host)
         try:
-            with _stop_on_signals(stop):
-                worker.run_forever(stop)
+            with _registered(worker, utc_now):
+                worker.recover_orphans()  # at once: a killed predecessor's job fails now
+                log.info(
+                    "worker %s ready; health and metrics on %s:%d",
+                    worker.worker_id,
+                    host,
+                    server.port,
+                )
+                with _stop_on_signals(stop):
+                    worker.run_forever(stop)
         finally:
             server.close()
             telemetry.process_exited(settings.metrics_dir)

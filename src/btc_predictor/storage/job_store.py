@@ -11,7 +11,10 @@ than ``job_stale_after``, and whose worker is not one the caller knows to be ali
 a dead worker: :func:`recover_orphans` fails it with the reason. Every worker calls it when it
 starts and then every ``job_stale_after / 2``, so a job never stays running after its worker
 died (it is failed at most about ``1.5 × job_stale_after`` later). A worker frozen for that long
-loses its job too; its next report sees the job is no longer running and it stops.
+loses its job too; its next report sees the job is no longer running and it stops. A worker
+known dead at once (its process is gone from the host it ran on: see ``jobs.worker``) has its
+jobs failed by :func:`fail_jobs_of` without waiting for the heartbeat to age. Either way the
+rule for an orphaned job is one: ``failed`` with its reason, never retried automatically.
 
 Callers get :class:`Job` and :class:`Schedule` snapshots, never the table rows.
 """
@@ -298,6 +301,21 @@ def recover_orphans(
         rows = list(session.scalars(query.with_for_update(skip_locked=True)))
         for row in rows:
             row.error = _orphan_reason(row, stale_after)
+            _close(row, "failed", now, "failed")
+        return [_job(row) for row in rows]
+
+
+def fail_jobs_of(engine: Engine, dead: dict[str, str], *, now: datetime) -> list[Job]:
+    """Fail the running jobs of workers known to be dead (id -> why), at once; returns them."""
+    if not dead:
+        return []
+    query = select(JobRow).where(JobRow.status == "running", JobRow.worker_id.in_(list(dead)))
+    with write_session(engine) as session:
+        rows = list(session.scalars(query.with_for_update(skip_locked=True)))
+        for row in rows:
+            row.error = (
+                f"worker died while running this job ({dead[str(row.worker_id)]}); submit it again"
+            )
             _close(row, "failed", now, "failed")
         return [_job(row) for row in rows]
 

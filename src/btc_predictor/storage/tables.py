@@ -226,6 +226,9 @@ class WorkerRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    # Where ``pid`` means something (boot id and PID namespace): a same-scope worker whose
+    # process is gone is dead at once, however fresh its last heartbeat.
+    pid_scope: Mapped[str | None] = mapped_column(String(80))
     embedded: Mapped[bool]
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime] = mapped_column(index=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -26,6 +25,7 @@ from btc_predictor.config import Settings
 from btc_predictor.errors import UnavailableError
 from btc_predictor.services import health as rule
 from btc_predictor.services import versions
+from btc_predictor.services.workers import worker_component, worker_reason
 from btc_predictor.shapes.common import DEFAULT_ASSET
 from btc_predictor.storage.db import HEALTH_SECONDS, is_at_head
 
@@ -160,20 +160,17 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
 
 
 def _worker(request: Request) -> rule.Component:
-    """The job worker: probed on its /health/live when this server embeds it.
-
-    The hook for the worker's own reasons (issue 12: a dead or restarting embedded worker, or
-    no heartbeat from an external one, makes /health ``degraded``)."""
-    settings = request.app.state.settings
-    if not settings.embedded_worker:
-        return rule.Component({"status": "external"})
-    url = f"http://127.0.0.1:{settings.worker_port}/health/live"
+    """Whether a job worker is alive (DESIGN §7), never by probing the worker port (any
+    process may hold it): the embedded worker as ``serve`` supervises it, else the workers'
+    heartbeat rows, read over the probe engine (its 2 s deadline)."""
+    state = request.app.state
+    settings = state.settings
     try:
-        with urllib.request.urlopen(url, timeout=0.5) as answer:
-            status = "ok" if answer.status == 200 else f"http {answer.status}"
-            return rule.Component({"status": status})
-    except OSError as exc:
-        return rule.Component({"status": "unreachable", "error": str(exc)[:200]})
+        view = worker_component(settings, state.health_engine, state.clock())
+    except Exception:  # the database's own reason says why
+        return rule.Component({"status": "unknown"})
+    reason = worker_reason(view, settings)
+    return rule.Component(view, (rule.Reason("worker", None, reason),) if reason else ())
 
 
 @router.get("/monitoring", response_model=s.MonitoringResponse)

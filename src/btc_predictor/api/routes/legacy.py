@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from typing import Annotated, Any
 
 import psutil
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from btc_predictor import __version__
 from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep
 from btc_predictor.api.hot import legacy_prediction, serve_forecast
+from btc_predictor.api.stopping import STOPPING
 from btc_predictor.jobs import queue as jobs
 from btc_predictor.services import versions
 from btc_predictor.services.health import LIVE_DAYS, summarize
@@ -26,6 +28,7 @@ from btc_predictor.sources.base import parse_asset
 router = APIRouter(tags=["original API"])
 AssetQuery = Annotated[str, Query(pattern=ASSET_PATTERN, description="BASE-QUOTE")]
 _PROCESS = psutil.Process(os.getpid())
+LEGACY_POLL = 0.25  # seconds between looks at the job a legacy POST /train waits for
 
 
 @router.get("/", response_model=s.RootResponse)
@@ -45,23 +48,57 @@ def root(engine: EngineDep, now: NowDep) -> dict[str, Any]:
     "/train",
     response_model=s.LegacyTrainResponse,
     dependencies=[Authorized],
-    responses=s.errors_for(401, 404, 409),
+    responses={
+        202: {
+            "model": s.LegacyTrainResponse,
+            "description": "Still training after BTCP_LEGACY_TRAIN_WAIT: the job is at Location",
+        },
+        **s.errors_for(401, 404, 409),
+    },
 )
 async def train(
+    request: Request,
+    response: Response,
     settings: SettingsDep,
     engine: EngineDep,
     now: NowDep,
     query: Annotated[LegacyTrainQuery, Query()],
 ) -> dict[str, Any]:
-    """Train (promote auto) and answer when the job ends, as the original did."""
+    """Train (promote auto) and answer when the job ends, as the original did, but for at
+    most BTCP_LEGACY_TRAIN_WAIT: then 202 with the job (it keeps running)."""
     params = query.as_train()
     job = await run_in_threadpool(
         functools.partial(jobs.submit, engine, settings, kind="train", params=params, now=now)
     )
+    deadline = time.monotonic() + settings.legacy_train_wait.total_seconds()
     while job["status"] in ("queued", "running"):
-        await asyncio.sleep(0.25)
+        left = deadline - time.monotonic()
+        # A client that went away, or a stop, must not be held up by this wait.
+        if left <= 0 or STOPPING.is_set() or await request.is_disconnected():
+            return _legacy_pending(job, response)
+        await asyncio.sleep(min(LEGACY_POLL, left))
         job = await run_in_threadpool(jobs.get_job, engine, job["id"])
     return _legacy_train(job)
+
+
+def _legacy_pending(job: dict[str, Any], response: Response) -> dict[str, Any]:
+    """The original's fields for a training still under way: 202, its job at Location."""
+    url = f"/api/v1/jobs/{job['id']}"
+    response.status_code = 202
+    response.headers["Location"] = url
+    return {
+        "message": f"training is still {job['status']}: follow job {job['id']} at {url}",
+        "rmse": None,
+        "mae": None,
+        "r2": None,
+        "mase": None,
+        "model_saved": False,
+        "model_version": None,
+        "promoted": False,
+        "promotion_reason": "",
+        "training_duration": None,
+        "job_id": job["id"],
+    }
 
 
 def _legacy_train(job: dict[str, Any]) -> dict[str, Any]:

@@ -232,3 +232,71 @@ class WorkerRow(Base):
     embedded: Mapped[bool]
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IntervalScoreRow(Base):
+    """A price version's forecast recorded at ingest; ``score`` = |log residual| / σ̂ once its
+    target day closes. The adaptive interval level is replayed from these, never from traffic."""
+
+    __tablename__ = "interval_scores"
+    __table_args__ = (
+        UniqueConstraint(
+            "asset", "price_version", "origin_date", "horizon", name="uq_interval_scores_key"
+        ),
+        Index("ix_interval_scores_series", "asset", "price_version", "horizon"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset: Mapped[str] = mapped_column(String(32))
+    price_version: Mapped[int] = mapped_column(Integer)
+    risk_version: Mapped[int | None] = mapped_column(Integer)
+    horizon: Mapped[int] = mapped_column(Integer)
+    origin_date: Mapped[date] = mapped_column(Date)
+    target_date: Mapped[date] = mapped_column(Date, index=True)
+    last_close: Mapped[float] = mapped_column(Double)
+    forecast: Mapped[float] = mapped_column(Double)
+    sigma: Mapped[float | None] = mapped_column(Double)
+    actual: Mapped[float | None] = mapped_column(Double)
+    score: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime]
+    scored_at: Mapped[datetime | None]
+
+
+class RiskPredictionRow(Base):
+    """One served risk forecast (risk ledger), scored when its target day's candle arrives."""
+
+    __tablename__ = "risk_predictions"
+    __table_args__ = (
+        UniqueConstraint(
+            "asset", "model_version", "as_of", "horizon", name="uq_risk_predictions_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    asset: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[int] = mapped_column(Integer)
+    price_version: Mapped[int | None] = mapped_column(Integer)
+    as_of: Mapped[datetime]
+    horizon: Mapped[int] = mapped_column(Integer)
+    target_date: Mapped[date] = mapped_column(Date, index=True)
+    last_close: Mapped[float] = mapped_column(Double)
+    level: Mapped[int] = mapped_column(Integer)
+    volatility: Mapped[float] = mapped_column(Double)
+    range_pct: Mapped[float] = mapped_column(Double)
+    range_lower_pct: Mapped[float | None] = mapped_column(Double)
+    range_upper_pct: Mapped[float | None] = mapped_column(Double)
+    naive_range_pct: Mapped[float] = mapped_column(Double)
+    var_95: Mapped[float | None] = mapped_column(Double)
+    var_99: Mapped[float | None] = mapped_column(Double)
+    p_up: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime]
+    actual_range_pct: Mapped[float | None] = mapped_column(Double)
+    abs_error: Mapped[float | None] = mapped_column(Double)
+    naive_abs_error: Mapped[float | None] = mapped_column(Double)
+    inside: Mapped[bool | None]
+    loss_pct: Mapped[float | None] = mapped_column(Double)
+    var_95_violated: Mapped[bool | None]
+    var_99_violated: Mapped[bool | None]
+    went_up: Mapped[bool | None]
+    scored_at: Mapped[datetime | None]

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, update
 from typer.testing import CliRunner
 
+from btc_predictor import telemetry
 from btc_predictor.api import state as state_module
 from btc_predictor.api.app import create_app
 from btc_predictor.api.state import ServingState
@@ -42,10 +43,10 @@ from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import create_db_engine, read_session, write_session
 from btc_predictor.storage.tables import CandleRow, ModelArtifactRow
-from tests.api.conftest import client_for
-from tests.api.test_state import asgi_get
+from tests.api.conftest import API_KEY, AUTH, client_for
+from tests.api.test_state import POLL, asgi_get, seen
 from tests.conftest import NOW
-from tests.factories import FakeSource
+from tests.factories import FakeSource, make_candles
 
 KEYS = [
     "asset",
@@ -374,3 +375,73 @@ def test_served_risk_reaches_the_ledger_once_and_never_slows_a_cached_answer(
         )
         assert (row.var_95, row.var_99) == (point["var_95"], point["var_99"])
         assert row.last_close == ninety["last_close"] and row.scored_at is None
+
+
+def test_the_last_answers_reach_both_ledgers_at_shutdown(
+    risky: tuple[Settings, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, engine = risky
+    slow = {name: getattr(ledger, name) for name in ("record_rows", "record_risk_rows")}
+
+    def delayed(name: str) -> Any:
+        def write(engine: Engine, rows: list[dict[str, Any]]) -> int:
+            time.sleep(0.3)  # the writer is still busy when the server stops
+            return slow[name](engine, rows)
+
+        return write
+
+    def written() -> tuple[list[int], list[int]]:
+        prices = [e.horizon for e in ledger.list_predictions(engine, asset="BTC-USD")]
+        risks = [r.horizon for r in ledger.list_risk_predictions(engine, asset="BTC-USD")]
+        return prices, risks
+
+    # What is in the ledgers when the shutdown moves on to its last steps (engine disposal).
+    seen_then: list[tuple[list[int], list[int]]] = []
+    exited = telemetry.process_exited
+    monkeypatch.setattr(
+        telemetry, "process_exited", lambda d: seen_then.append(written()) or exited(d)
+    )
+    with client_for(settings) as client:
+        client.get("/api/v1/forecast?horizon=1")  # misses: written before they answer
+        client.get("/api/v1/risk?horizon=1")
+        for name in slow:
+            monkeypatch.setattr(ledger, name, delayed(name))
+        client.get("/api/v1/forecast?horizon=4")  # cached: rows queued for the writer
+        client.get("/api/v1/risk?horizon=4")
+    # The shutdown waited for the writers' batches: before, it disposed of the engine while
+    # they were still writing (their connection leaked; seen on PostgreSQL).
+    assert seen_then == [([4, 3, 2, 1], [4, 3, 2, 1])]
+
+
+# --- another process's writes, seen through the state poll (SQLite and PostgreSQL) ----------
+
+
+@pytest.fixture
+def shared_risk(settings: Settings, engine: Engine) -> Settings:
+    """690 synthetic days, naive the active price model, har the active risk model and
+    ewma-vol beside it, for two API instances."""
+    source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 690))
+    request = IngestRequest(asset="BTC-USD")
+    ingest(settings, engine, request, now=NOW, source_factory=lambda _: source)
+    for model, promote in (("naive", "always"), ("har", "always"), ("ewma-vol", "never")):
+        train(settings, engine, TrainRequest(model=model, promote=promote), now=NOW)
+    return settings.model_copy(
+        update={"state_poll": timedelta(seconds=POLL), "api_key": API_KEY, "embedded_worker": False}
+    )
+
+
+def test_another_process_sees_risk_promotion_and_rollback(
+    shared_risk: Settings, engine: Engine
+) -> None:
+    writer = TestClient(create_app(shared_risk, clock=lambda: NOW))
+    reader = TestClient(create_app(shared_risk, clock=lambda: NOW))
+    har, ewma = version_of(engine, "har"), version_of(engine, "ewma-vol")
+    url = "/api/v1/risk?horizon=3"
+    with writer, reader:
+        assert reader.get(url).json()["model_version"] == har  # cached from here on
+        assert writer.post(f"/api/v1/models/{ewma}/promote", headers=AUTH).status_code == 200
+        seen(reader, url, lambda a: a["model_version"] == ewma)
+        back = writer.post("/api/v1/models/BTC-USD/rollback", json={"family": "risk"}, headers=AUTH)
+        assert back.status_code == 200
+        seen(reader, url, lambda a: a["model_version"] == har)
+        assert reader.get("/api/v1/forecast").json()["model"] == "naive"  # price untouched

@@ -161,8 +161,8 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.to_thread(app.state.serving.ledger.flush)  # forecasts served last
-            await asyncio.to_thread(app.state.serving.risk_ledger.flush)
+            await app.state.serving.ledger.settle()  # forecasts served last
+            await app.state.serving.risk_ledger.settle()
             telemetry.process_exited(settings.metrics_dir)
             if probes is not db:
                 probes.dispose()

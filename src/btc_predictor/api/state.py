@@ -16,6 +16,7 @@ forecasts reach the ledger in batches, off the request path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -158,6 +159,20 @@ class LedgerQueue:
         """Write every queued row now (blocking)."""
         while rows := self._take():
             self._write(rows)
+
+    async def settle(self) -> None:
+        """At shutdown: let a running writer finish its batch, then write what is left. (A
+        writer still in its thread when the engine is disposed loses its batch and leaks its
+        connection: seen on PostgreSQL when the last answer was a cached one.)"""
+        writer = self._writer
+        if (
+            writer is not None
+            and not writer.done()
+            and writer.get_loop() is asyncio.get_running_loop()
+        ):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(writer)
+        await asyncio.to_thread(self.flush)
 
     async def _drain(self) -> None:
         """Write batches off the event loop until the queue is empty."""

@@ -40,6 +40,7 @@ from btc_predictor.errors import (
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
+    DataMark,
     LoadedVersion,
     ModelRun,
     asset_states,
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 # (asset, model, version, newest candle, data mark) as this process knows them
 FlightKey = tuple[str, str | None, int | None, datetime | None, int | None]
 # ... and the active price version, for a risk run (its VaR comes from that version)
-RiskFlightKey = tuple[str, str | None, int | None, datetime | None, int | None, int | None]
+RiskFlightKey = tuple[str, str | None, int | None, datetime | None, DataMark | None, int | None]
 _HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
 
 

@@ -37,6 +37,16 @@ class LoadedVersion:
     asset: str
 
 
+# The newest successful ingest run of an asset: what its runs (price and risk) depend on
+# besides the version and the newest candle.
+DataMark = int
+
+
+def data_mark(session: Session, asset: str) -> DataMark | None:
+    """``asset``'s data mark now."""
+    return repo.data_mark(session=session, asset=asset)
+
+
 def check_horizon(settings: Settings, horizon: int) -> None:
     """Models are trained for BTCP_MAX_HORIZON days (the shapes bound only the schema's 365)."""
     if not 1 <= horizon <= settings.max_horizon:

@@ -33,7 +33,7 @@ from btc_predictor.forecasting.paths import HalfWidths
 from btc_predictor.forecasting.registry import get_risk_model_class
 from btc_predictor.forecasting.risk.base import RiskForecaster
 from btc_predictor.forecasting.risk.paths import RiskPath, run_risk
-from btc_predictor.services.forecast import check_horizon, locate, run_model
+from btc_predictor.services.forecast import DataMark, check_horizon, data_mark, locate, run_model
 from btc_predictor.services.ingest import require_known_asset
 from btc_predictor.services.risk_training import risk_data
 from btc_predictor.shapes.requests import RiskRequest
@@ -197,7 +197,7 @@ def fresh_price_risk(settings: Settings, engine: Engine, asset: str) -> PriceRis
 # --- one risk model run ------------------------------------------------------------------
 
 # (risk version, newest candle, data mark, price version)
-RiskKey = tuple[int, datetime, int | None, int | None]
+RiskKey = tuple[int, datetime, DataMark | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ class RiskLocated:
 
     version: LoadedRisk
     candles: list[Candle]
-    data_mark: int | None
+    data_mark: DataMark | None
     price_version: int | None
 
     @property
@@ -228,7 +228,7 @@ def locate_risk(
     """The risk version serving (asset, model), from ``loaded`` when there, and its input."""
     try:
         with read_session(engine) as session:
-            mark = repo.data_mark(session=session, asset=asset)  # first: see asset_states
+            mark = data_mark(session, asset)  # first: see asset_states
             version_id = pick_risk_version(settings, session, asset, model)
             version = loaded.get(version_id) or load_risk_version(session, version_id)
             need = version.forecaster.min_history
@@ -248,7 +248,7 @@ class RiskRun:
     asset: str
     version: LoadedRisk
     last_ts: datetime  # the newest candle: the last data day
-    data_mark: int | None
+    data_mark: DataMark | None
     path: RiskPath
     price_version: int | None  # the active price version when it ran
     price: PriceRisk  # that version's VaR and p_up (all None when it could not forecast)

@@ -90,6 +90,14 @@ def horizon_sigma(sigma_1d: npt.ArrayLike, h: int) -> FloatArray:
     return np.asarray(sigma_1d, dtype=np.float64) * math.sqrt(h)
 
 
+def sigma_paths(variance: npt.ArrayLike) -> FloatArray:
+    """σ̂ of the h-day log return per (origin, h) from one-day variances ``[n, H]``: the square
+    root of their sum over days t+1..t+h (keeps a risk model's term structure; what the
+    backtest, training and serving all use)."""
+    v = np.asarray(variance, dtype=np.float64)
+    return np.sqrt(np.cumsum(v, axis=-1))
+
+
 def normalised_scores(
     actual: npt.ArrayLike, forecast: npt.ArrayLike, sigma: npt.ArrayLike
 ) -> FloatArray:
@@ -102,6 +110,23 @@ def normalised_scores(
         raise InvalidInputError("scores need positive actuals, forecasts and sigmas")
     out = np.full(a.shape, np.nan)
     out[known] = np.abs(np.log(a[known] / f[known])) / s[known]
+    return out
+
+
+def holdout_scores(
+    residuals_per_horizon: Sequence[npt.ArrayLike], sigma: npt.ArrayLike
+) -> list[FloatArray]:
+    """Normalised scores ``|r| / σ̂`` per horizon: ``residuals_per_horizon[h-1][j]`` is origin
+    ``j``'s log residual (consecutive origins), ``sigma[j, h-1]`` its σ̂ (NaN where unknown)."""
+    s = np.asarray(sigma, dtype=np.float64)
+    out = []
+    for h, residuals in enumerate(residuals_per_horizon, start=1):
+        r = np.abs(np.asarray(residuals, dtype=np.float64).reshape(-1))
+        if r.size > s.shape[0] or h > s.shape[1]:
+            raise InvalidInputError("σ̂ covers fewer origins or horizons than the residuals")
+        sg = s[: r.size, h - 1]
+        good = np.isfinite(sg) & (sg > 0)
+        out.append(np.where(good, r / np.where(good, sg, 1.0), np.nan))
     return out
 
 

@@ -214,7 +214,7 @@ def risk_sigma(
             blocks.append(run_risk_fold(fold).variance)
         except NotEnoughDataError:  # early folds of a short history: burn-in, not a failure
             blocks.append(np.full((fold.origins.size, max_horizon), np.nan))
-    return np.sqrt(np.cumsum(np.concatenate(blocks), axis=1))
+    return adaptive.sigma_paths(np.concatenate(blocks))
 
 
 def adaptive_table(

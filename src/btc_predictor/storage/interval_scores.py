@@ -54,4 +54,4 @@ def scores(*, session: Session, asset: str, price_version: int) -> list[tuple[in
         )
         .order_by(IntervalScoreRow.horizon, IntervalScoreRow.origin_date)
     )
-    return [(h, d, float(s)) for h, d, s in session.execute(query)]
+    return [(h, d, float(s)) for h, d, s in session.execute(query) if s is not None]

@@ -174,6 +174,7 @@ def _origin_rows(
         got = sigma_now(risk, candles)[: path.max_horizon]
         sigma[: got.size] = got
     origin = candles[-1].ts.date()
+    finite = np.isfinite(path.values) & (path.values > 0)
     return [
         {
             "asset": asset,
@@ -188,6 +189,7 @@ def _origin_rows(
             "created_at": now,
         }
         for h in range(1, path.max_horizon + 1)
+        if finite[h - 1]  # a forecast that cannot be served cannot be scored either
     ]
 
 

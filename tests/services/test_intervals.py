@@ -36,12 +36,12 @@ ASSET = "BTC-USD"
 
 
 @pytest.fixture
-def btc(sqlite_settings: Settings, shared_data: Path) -> Iterator[Engine]:
-    """Real BTC history (to 2025-11-29) in a fresh SQLite database."""
-    engine = create_db_engine(sqlite_settings)
+def btc(settings: Settings, shared_data: Path) -> Iterator[Engine]:
+    """Real BTC history (to 2025-11-29) in a fresh database (SQLite, PostgreSQL)."""
+    engine = create_db_engine(settings)
     upgrade(engine)
     request = IngestRequest(asset=ASSET, path=shared_data / "Bitstamp_BTCUSD_d.csv")
-    ingest(sqlite_settings, engine, request, now=NOW)
+    ingest(settings, engine, request, now=NOW)
     yield engine
     engine.dispose()
 
@@ -72,28 +72,26 @@ def next_day(settings: Settings, engine: Engine, day: date, close: float) -> Non
 
 
 def test_a_risk_retrain_never_rescales_a_trained_price_version(
-    sqlite_settings: Settings, btc: Engine
+    settings: Settings, btc: Engine
 ) -> None:
-    risk = fit(sqlite_settings, btc, "har")
-    price = fit(sqlite_settings, btc, "drift")
+    risk = fit(settings, btc, "har")
+    price = fit(settings, btc, "drift")
     source = meta(btc, price.version)["sigma_source"]
     assert source == {"model": "har", "version": risk.version}
-    before = forecast(sqlite_settings, btc)
+    before = forecast(settings, btc)
     assert before.interval_method == "adaptive" and before.risk_model_version == risk.version
-    static = forecast(sqlite_settings.model_copy(update={"intervals": "static"}), btc)
+    static = forecast(settings.model_copy(update={"intervals": "static"}), btc)
     assert [p.lower for p in before.points] != [p.lower for p in static.points]
-    newer_risk = fit(sqlite_settings, btc, "ewma-vol")  # now the active risk version
-    assert forecast(sqlite_settings, btc) == before  # pinned: the same σ̂, the same interval
-    fit(sqlite_settings, btc, "drift")  # a price version trained now pins the new one
-    assert forecast(sqlite_settings, btc).risk_model_version == newer_risk.version
+    newer_risk = fit(settings, btc, "ewma-vol")  # now the active risk version
+    assert forecast(settings, btc) == before  # pinned: the same σ̂, the same interval
+    fit(settings, btc, "drift")  # a price version trained now pins the new one
+    assert forecast(settings, btc).risk_model_version == newer_risk.version
 
 
-def test_static_reproduces_plain_split_conformal_exactly(
-    sqlite_settings: Settings, btc: Engine
-) -> None:
-    fit(sqlite_settings, btc, "har")
-    price = fit(sqlite_settings, btc, "drift")
-    static = sqlite_settings.model_copy(update={"intervals": "static"})
+def test_static_reproduces_plain_split_conformal_exactly(settings: Settings, btc: Engine) -> None:
+    fit(settings, btc, "har")
+    price = fit(settings, btc, "drift")
+    static = settings.model_copy(update={"intervals": "static"})
     residuals = meta(btc, price.version)["residuals_per_horizon"]
     for level in (50, 80, 90, 99):
         served = forecast(static, btc, level)
@@ -105,22 +103,22 @@ def test_static_reproduces_plain_split_conformal_exactly(
 
 
 def test_without_a_risk_version_intervals_fall_back_to_static_and_say_so(
-    sqlite_settings: Settings, btc: Engine
+    settings: Settings, btc: Engine
 ) -> None:
-    price = fit(sqlite_settings, btc, "drift")
+    price = fit(settings, btc, "drift")
     assert meta(btc, price.version)["sigma_source"] is None
-    served = forecast(sqlite_settings, btc)
+    served = forecast(settings, btc)
     assert served.interval_method == "static" and served.risk_model_version is None
     assert served.interval_note is not None and "risk version" in served.interval_note
 
 
 @pytest.mark.parametrize("method", ["adaptive", "static"])
 def test_var_and_p_up_agree_with_the_served_interval(
-    sqlite_settings: Settings, btc: Engine, method: str
+    settings: Settings, btc: Engine, method: str
 ) -> None:
-    fit(sqlite_settings, btc, "har")
-    fit(sqlite_settings, btc, "drift")
-    settings = sqlite_settings.model_copy(update={"intervals": method})
+    fit(settings, btc, "har")
+    fit(settings, btc, "drift")
+    settings = settings.model_copy(update={"intervals": method})
     ninety, ninety_eight = forecast(settings, btc, 90), forecast(settings, btc, 98)
     assert ninety.interval_method == method
     last = ninety.last_close
@@ -134,12 +132,10 @@ def test_var_and_p_up_agree_with_the_served_interval(
         assert p.value != last and p.p_up == 0.5
 
 
-def test_ingest_records_and_scores_the_interval_state_once(
-    sqlite_settings: Settings, btc: Engine
-) -> None:
-    risk = fit(sqlite_settings, btc, "har")
-    price = fit(sqlite_settings, btc, "drift")
-    next_day(sqlite_settings, btc, date(2025, 11, 30), 91500.0)
+def test_ingest_records_and_scores_the_interval_state_once(settings: Settings, btc: Engine) -> None:
+    risk = fit(settings, btc, "har")
+    price = fit(settings, btc, "drift")
+    next_day(settings, btc, date(2025, 11, 30), 91500.0)
     rows = scored_rows(btc)
     # origins 2025-11-29 (the version's last training day) and 2025-11-30, 30 horizons each
     assert sorted({r.origin_date for r in rows}) == [date(2025, 11, 29), date(2025, 11, 30)]
@@ -155,11 +151,11 @@ def test_ingest_records_and_scores_the_interval_state_once(
         candles = repo.load_candles(session=session, asset=ASSET, limit=intervals.RISK_CONTEXT)
     newest = [r.sigma for r in rows if r.origin_date == date(2025, 11, 30)]
     assert newest == intervals.sigma_now(model, candles)[:30].tolist()
-    served = forecast(sqlite_settings, btc, days=1)
+    served = forecast(settings, btc, days=1)
     assert served.interval_method == "adaptive"
     again = intervals.record_and_score(btc, ASSET, now=NOW + timedelta(days=1))
     assert again == {"recorded": 0, "scored": 0} and len(scored_rows(btc)) == 60
-    next_day(sqlite_settings, btc, date(2025, 12, 1), 90000.0)
+    next_day(settings, btc, date(2025, 12, 1), 90000.0)
     rows = scored_rows(btc)
     assert len(rows) == 90 and sum(r.score is not None for r in rows) == 3  # 11-29 h1,h2; 11-30 h1
 
@@ -174,20 +170,20 @@ def scored_rows(engine: Engine) -> list[IntervalScoreRow]:
 
 
 def test_a_failing_interval_record_does_not_lose_the_candles(
-    sqlite_settings: Settings,
+    settings: Settings,
     btc: Engine,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fit(sqlite_settings, btc, "har")
-    fit(sqlite_settings, btc, "drift")
+    fit(settings, btc, "har")
+    fit(settings, btc, "drift")
 
     def broken(*_: object) -> int:
         raise RuntimeError("model exploded")
 
     monkeypatch.setattr(intervals, "_score", broken)
     with caplog.at_level(logging.ERROR):
-        next_day(sqlite_settings, btc, date(2025, 11, 30), 91500.0)
+        next_day(settings, btc, date(2025, 11, 30), 91500.0)
     with read_session(btc) as session:
         assert repo.newest_candles(session=session)[ASSET].ts == utc_day(date(2025, 11, 30))
     assert scored_rows(btc) == []  # its own transaction: the recorded rows rolled back
@@ -195,9 +191,9 @@ def test_a_failing_interval_record_does_not_lose_the_candles(
 
 
 def test_pruning_keeps_every_risk_version_a_kept_price_version_references(
-    sqlite_settings: Settings, btc: Engine
+    settings: Settings, btc: Engine
 ) -> None:
-    settings = sqlite_settings.model_copy(update={"keep_versions": 1})
+    settings = settings.model_copy(update={"keep_versions": 1})
     first = fit(settings, btc, "har")
     fit(settings, btc, "naive")  # references ``first``
     later = [fit(settings, btc, "har").version for _ in range(3)]
@@ -210,11 +206,9 @@ def test_pruning_keeps_every_risk_version_a_kept_price_version_references(
     assert pruned == {first.version: False, later[0]: True, later[1]: False, later[2]: False}
 
 
-def test_training_stores_the_holdouts_normalised_scores(
-    sqlite_settings: Settings, btc: Engine
-) -> None:
-    fit(sqlite_settings, btc, "har")
-    price = fit(sqlite_settings, btc, "drift")
+def test_training_stores_the_holdouts_normalised_scores(settings: Settings, btc: Engine) -> None:
+    fit(settings, btc, "har")
+    price = fit(settings, btc, "drift")
     stored = meta(btc, price.version)
     scores, residuals = stored["interval_scores"], stored["residuals_per_horizon"]
     assert scores["risk_model"] == "har"

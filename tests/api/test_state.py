@@ -135,6 +135,36 @@ def test_every_cached_adaptive_answer_equals_a_fresh_computation(installed: Sett
     engine.dispose()
 
 
+def test_recorded_interval_scores_move_the_cached_answer(
+    installed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest scores the adaptive state after the candles commit: a run computed in between
+    is replaced once the scores land (they move the data mark), never served on."""
+    from btc_predictor.services import ingest as ingest_service
+    from btc_predictor.services import intervals
+
+    engine = create_db_engine(installed)
+    train(installed, engine, TrainRequest(model="har", promote="always"), now=NOW)
+    train(installed, engine, TrainRequest(model="drift", promote="always"), now=NOW)
+    record = intervals.record_and_score
+    monkeypatch.setattr(ingest_service.intervals, "record_and_score", lambda *a, **k: {})
+    later = NOW + timedelta(days=1)
+    source = FakeSource("yahoo", make_candles(date(2025, 11, 30), 1, price=91500.0))
+    request = IngestRequest(asset="BTC-USD")
+    ingest(installed, engine, request, now=later, source_factory=lambda _: source)
+    serving = ServingState(installed, engine)
+    serving.refresh()
+    ask = ForecastRequest(horizon=1, level=90)
+    before = serving.forecast(ask, later)  # the candles are in, the scores not yet
+    assert before["interval_method"] == "adaptive"
+    assert record(engine, "BTC-USD", now=later)["recorded"] > 0
+    serving.refresh()
+    after = serving.forecast(ask, later)
+    assert after == predict(installed, engine, ask, now=later).model_dump(mode="json")
+    assert after["points"][0]["upper"] != before["points"][0]["upper"]
+    engine.dispose()
+
+
 def test_one_lru_bounds_loaded_versions_with_their_runs(
     kinds: tuple[Settings, Engine], model_runs: list[int]
 ) -> None:

@@ -31,6 +31,7 @@ from btc_predictor.errors import BtcpError, UnavailableError
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
+    DataMark,
     LoadedVersion,
     ModelRun,
     asset_states,
@@ -46,7 +47,7 @@ from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 # (asset, model, version, newest candle, data mark) as this process knows them
-FlightKey = tuple[str, str | None, int | None, datetime | None, int | None]
+FlightKey = tuple[str, str | None, int | None, datetime | None, DataMark | None]
 _HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
 _INTERVALS = ("interval_method", "risk_model_version", "interval_note")  # after ``level``
 

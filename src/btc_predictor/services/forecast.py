@@ -29,6 +29,7 @@ from btc_predictor.services.intervals import VersionIntervals
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
+from btc_predictor.storage import interval_scores as scores_store
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
@@ -59,6 +60,19 @@ def _loaded(
     return LoadedVersion(version_id, model, runner, asset, VersionIntervals.from_meta(meta), weight)
 
 
+# (newest ingest run, newest interval_scores row) of an asset: what its runs depend on
+# besides the version and the newest candle.
+DataMark = tuple[int | None, int | None]
+
+
+def data_mark(session: Session, asset: str) -> DataMark:
+    """``asset``'s data mark now."""
+    return (
+        repo.data_mark(session=session, asset=asset),
+        scores_store.mark(session=session, asset=asset),
+    )
+
+
 def check_horizon(settings: Settings, horizon: int) -> None:
     """Models are trained for BTCP_MAX_HORIZON days (the shapes bound only the schema's 365)."""
     if not 1 <= horizon <= settings.max_horizon:
@@ -71,8 +85,10 @@ class AssetState:
 
     active_version: int | None
     last_candle: datetime | None
-    # The newest ingest run that stored data: moves when stored days are rewritten too.
-    data_mark: int | None = None
+    # The newest ingest run that stored data (moves when stored days are rewritten too) and
+    # the newest interval_scores row (moves when an ingest recorded and scored the adaptive
+    # state, in its own transaction after the candles).
+    data_mark: DataMark | None = None
     # Newest usable version of each model kind and how many are usable (moves on new or
     # pruned versions): what ``model=`` resolves to.
     kinds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
@@ -96,6 +112,7 @@ def asset_states(engine: Engine) -> dict[str, AssetState]:
     with read_session(engine) as session:
         # The mark is read before the candles: data read later is never older than its mark.
         marks = repo.data_marks(session=session)
+        scored = scores_store.marks(session=session)
         newest = {a: c.ts for a, c in repo.newest_candles(session=session).items()}
         kinds = store.usable_versions(session=session)
         assets = set(newest) | set(store.promoted_assets(session=session)) | set(kinds)
@@ -103,7 +120,7 @@ def asset_states(engine: Engine) -> dict[str, AssetState]:
             a: AssetState(
                 store.active_version_id(session=session, asset=a),
                 newest.get(a),
-                marks.get(a),
+                (marks.get(a), scored.get(a)),
                 kinds.get(a, {}),
             )
             for a in assets
@@ -166,7 +183,7 @@ def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
     return candles
 
 
-RunKey = tuple[int, datetime, int | None]  # (version, newest candle, data mark)
+RunKey = tuple[int, datetime, DataMark | None]  # (version, newest candle, data mark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +203,7 @@ class Located:
 
     version: LoadedVersion
     candles: list[Candle]
-    data_mark: int | None
+    data_mark: DataMark | None
     adaptive: AdaptiveInputs | None = None
     static_note: str | None = None
 
@@ -207,7 +224,7 @@ def locate(
     """The version serving (asset, model), taken from ``loaded`` when there, and its input."""
     try:
         with read_session(engine) as session:
-            mark = repo.data_mark(session=session, asset=asset)  # first: see asset_states
+            mark = data_mark(session, asset)  # first: see asset_states
             version_id = pick_version(session, asset, model)
             version = loaded.get(version_id) or load_version(session, version_id)
             candles = recent_closes(session, asset, version.runner.context_length)
@@ -247,7 +264,7 @@ class ModelRun:
     asset: str
     version: LoadedVersion
     last_ts: datetime  # the newest candle: the last data day
-    data_mark: int | None
+    data_mark: DataMark | None
     path: ForecastPath
     interval_method: Literal["adaptive", "static"] = "static"
     risk_version: int | None = None

@@ -55,3 +55,20 @@ def scores(*, session: Session, asset: str, price_version: int) -> list[tuple[in
         .order_by(IntervalScoreRow.horizon, IntervalScoreRow.origin_date)
     )
     return [(h, d, float(s)) for h, d, s in session.execute(query) if s is not None]
+
+
+def marks(*, session: Session) -> dict[str, int]:
+    """Per asset, the newest recorded row's id: moves with every ingest that recorded and
+    scored (one transaction), so serving knows when the adaptive state changed."""
+    query = select(IntervalScoreRow.asset, func.max(IntervalScoreRow.id)).group_by(
+        IntervalScoreRow.asset
+    )
+    return {asset: int(mark) for asset, mark in session.execute(query)}
+
+
+def mark(*, session: Session, asset: str) -> int | None:
+    """The newest recorded row's id for ``asset`` (None: nothing recorded)."""
+    found: int | None = session.scalar(
+        select(func.max(IntervalScoreRow.id)).where(IntervalScoreRow.asset == asset)
+    )
+    return found

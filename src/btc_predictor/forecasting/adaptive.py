@@ -314,12 +314,12 @@ def direction_weight(dm_pvalue: float | None, mase: float | None) -> float:
     the point forecast beats naive on its holdout (MASE < 1) with Diebold–Mariano p < α, else
     0 (``p_up`` = 0.5: no claimed direction without evidence of skill).
 
-    Measured (``bench/risk_intervals.py``, lstm, h=1, targets 2020-01-01..): lstm ties naive
-    (Brier skill −0.007 BTC, −0.002 ETH) yet its raw ``p_up`` ranged 0.43–0.68 (BTC), for a
-    Brier of 0.2518 (BTC) / 0.2506 (ETH) and calibration error 0.0123 / 0.0642. Its DM p vs
-    naive is far above 0.05 in every fold, so the weight is 0 and ``p_up`` is 0.5: Brier
-    0.2500 on both, calibration error 0.0125 (BTC) / 0.0596 (ETH, which rose on 56% of days:
-    what a constant 0.5 misses); the same as ``naive`` on the same days.
+    Measured (``bench/risk_intervals.py``, lstm, walk-forward, targets 2020-01-01..): lstm ties
+    naive in price, yet its raw ``p_up`` ranged 0.43–0.68 at h=1 on BTC, for Brier 0.2518 (BTC)
+    / 0.2506 (ETH), skill −0.007 / −0.002, calibration error 0.0123 / 0.0642. In no fold did
+    its errors realised before the fold beat naive at p < 0.05, so with this rule ``p_up`` is
+    0.5 throughout: Brier 0.2500 on both, calibration error 0.0125 / 0.0596 (ETH rose on 56%
+    of days: what a constant 0.5 misses); at h=7 Brier 0.2561 / 0.2578 → 0.2500.
     """
     if dm_pvalue is None or mase is None or not (math.isfinite(dm_pvalue) and mase < 1.0):
         return 0.0

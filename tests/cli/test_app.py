@@ -127,6 +127,17 @@ def test_human_status_and_forecast_tables(seeded: dict[str, str]) -> None:
     code, out, err = run(seeded, "predict", "--horizon", "2")
     assert code == 0, err
     assert "90,832.00" in out and "90% interval" in out
+    # no risk version yet: static intervals, said so; the risk table per horizon
+    assert "static intervals (no risk version was active" in out
+    assert "VaR 95%" in out and "VaR 99%" in out and "P(up)" in out and "0.500" in out
+    run(seeded, "train", "--model", "har", "--promote", "always")
+    run(seeded, "train", "--model", "naive", "--promote", "always")
+    code, out, err = run(seeded, "predict", "--horizon", "2", "--json")
+    served = json.loads(out)
+    assert code == 0 and served["interval_method"] == "adaptive", err
+    assert served["risk_model_version"] == 2 and served["points"][0]["p_up"] == 0.5
+    code, out, err = run(seeded, "predict", "--horizon", "2")
+    assert "adaptive intervals, σ̂ from risk v2" in out
     code, out, err = run(seeded, "models", "list")
     assert code == 0 and "naive" in out and "yes" in out
 

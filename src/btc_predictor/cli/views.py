@@ -119,9 +119,15 @@ def show_forecast(report: Forecast) -> None:
         f"{report.asset} last close {report.last_close:,.2f} on {report.last_date}"
         f"{stale} · {report.model} v{report.model_version}"
     )
+    sigma = f", σ̂ from risk v{report.risk_model_version}" if report.risk_model_version else ""
+    note = f" ({report.interval_note})" if report.interval_note else ""
+    out.print(f"{report.interval_method} intervals{sigma}{note}", markup=False)
     table = Table()
     for column in ("h", "date", "forecast", f"{report.level}% interval", "naive"):
         table.add_column(column)
+    risk = Table(title="risk (VaR: the loss in % of the last close)")
+    for column in ("h", "VaR 95%", "VaR 99%", "P(up)"):
+        risk.add_column(column)
     for p in report.points:
         table.add_row(
             str(p.horizon),
@@ -130,7 +136,9 @@ def show_forecast(report: Forecast) -> None:
             f"{p.lower:,.2f} .. {p.upper:,.2f}",
             f"{p.naive:,.2f}",
         )
+        risk.add_row(str(p.horizon), fmt(p.var_95), fmt(p.var_99), fmt(p.p_up, ".3f"))
     out.print(table)
+    out.print(risk)
 
 
 def show_risk(report: Risk) -> None:

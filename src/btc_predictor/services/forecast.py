@@ -5,46 +5,72 @@ Never imports torch: artifacts run through ONNX Runtime (``forecasting.onnx_runt
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import pairwise
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
-from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
+from btc_predictor.errors import BtcpError, InvalidInputError, NoDataError, NoModelError
+from btc_predictor.forecasting import adaptive
+from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.paths import ForecastPath
+from btc_predictor.services import intervals
 from btc_predictor.services.ingest import require_known_asset
+from btc_predictor.services.intervals import VersionIntervals
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
+from btc_predictor.storage import interval_scores as scores_store
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedVersion:
-    """A version's id, kind and ready-to-run model (and the asset it forecasts)."""
+    """A version's id, kind and ready-to-run model (and the asset it forecasts), with what
+    its meta says about adaptive intervals and p_up."""
 
     version_id: int
     model: str
     runner: OnnxModel
     asset: str
+    intervals: VersionIntervals = field(default_factory=lambda: VersionIntervals(None, None, ()))
+    direction_weight: float = 0.0
 
 
-# The newest successful ingest run of an asset: what its runs (price and risk) depend on
-# besides the version and the newest candle.
-DataMark = int
+def _loaded(
+    version_id: int, model: str, asset: str, meta: dict[str, Any], onnx: bytes
+) -> LoadedVersion:
+    """A LoadedVersion from verified artifacts."""
+    metrics = meta.get("metrics") or {}
+    weight = adaptive.direction_weight(metrics.get("dm_pvalue"), metrics.get("mase"))
+    runner = OnnxModel(onnx, meta)
+    return LoadedVersion(version_id, model, runner, asset, VersionIntervals.from_meta(meta), weight)
 
 
-def data_mark(session: Session, asset: str) -> DataMark | None:
+# (newest ingest run, newest interval_scores row) of an asset: what its runs (price and
+# risk) depend on besides the version and the newest candle.
+DataMark = tuple[int | None, int | None]
+
+
+def data_mark(session: Session, asset: str) -> DataMark:
     """``asset``'s data mark now."""
-    return repo.data_mark(session=session, asset=asset)
+    return (
+        repo.data_mark(session=session, asset=asset),
+        scores_store.mark(session=session, asset=asset),
+    )
 
 
 def check_horizon(settings: Settings, horizon: int) -> None:
@@ -59,8 +85,10 @@ class AssetState:
 
     active_version: int | None
     last_candle: datetime | None
-    # The newest ingest run that stored data: moves when stored days are rewritten too.
-    data_mark: int | None = None
+    # The newest ingest run that stored data (moves when stored days are rewritten too) and
+    # the newest interval_scores row (moves when an ingest recorded and scored the adaptive
+    # state, in its own transaction after the candles).
+    data_mark: DataMark | None = None
     # Newest usable version of each model kind and how many are usable (moves on new or
     # pruned versions): what ``model=`` resolves to.
     kinds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
@@ -95,6 +123,7 @@ def asset_states(engine: Engine) -> dict[str, AssetState]:
     with read_session(engine) as session:
         # The mark is read before the candles: data read later is never older than its mark.
         marks = repo.data_marks(session=session)
+        scored = scores_store.marks(session=session)
         newest = {a: c.ts for a, c in repo.newest_candles(session=session).items()}
         kinds = store.usable_versions(session=session)
         risk_kinds = store.usable_versions(session=session, family=store.RISK)
@@ -104,7 +133,7 @@ def asset_states(engine: Engine) -> dict[str, AssetState]:
             a: AssetState(
                 store.active_version_id(session=session, asset=a),
                 newest.get(a),
-                marks.get(a),
+                (marks.get(a), scored.get(a)),
                 kinds.get(a, {}),
                 store.active_version_id(session=session, asset=a, family=store.RISK),
                 risk_kinds.get(a, {}),
@@ -139,8 +168,8 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
     row = store.get_version(session=session, version_id=version_id)
-    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
-    return LoadedVersion(version_id, row.model, runner, row.asset)
+    onnx = artifacts.require_onnx(version_id)
+    return _loaded(version_id, row.model, row.asset, artifacts.meta, onnx)
 
 
 def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
@@ -150,8 +179,7 @@ def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
         artifacts = store.load_artifacts(session=session, version_id=version_id)
         row = store.get_version(session=session, version_id=version_id)
         model, asset = row.model, row.asset
-    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
-    return LoadedVersion(version_id, model, runner, asset)
+    return _loaded(version_id, model, asset, artifacts.meta, artifacts.require_onnx(version_id))
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
@@ -170,16 +198,29 @@ def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
     return candles
 
 
-RunKey = tuple[int, datetime, int | None]  # (version, newest candle, data mark)
+RunKey = tuple[int, datetime, DataMark | None]  # (version, newest candle, data mark)
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveInputs:
+    """What a run's adaptive intervals need besides the path: the version's live scores and
+    σ̂ now from its sigma_source risk version."""
+
+    risk_version: int
+    live: list[tuple[int, date, float]]
+    sigma: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """What one model run needs: the version, its input candles and the data mark."""
+    """What one model run needs: the version, its input candles and the data mark, and the
+    adaptive interval inputs (or why the run's intervals are static)."""
 
     version: LoadedVersion
     candles: list[Candle]
-    data_mark: int | None
+    data_mark: DataMark | None
+    adaptive: AdaptiveInputs | None = None
+    static_note: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -198,14 +239,37 @@ def locate(
     """The version serving (asset, model), taken from ``loaded`` when there, and its input."""
     try:
         with read_session(engine) as session:
-            mark = repo.data_mark(session=session, asset=asset)  # first: see asset_states
+            mark = data_mark(session, asset)  # first: see asset_states
             version_id = pick_version(session, asset, model)
             version = loaded.get(version_id) or load_version(session, version_id)
             candles = recent_closes(session, asset, version.runner.context_length)
-            return Located(version, candles, mark)
+            if settings.intervals != "adaptive":
+                return Located(version, candles, mark)
+            inputs, note = _adaptive_inputs(session, asset, version)
+            return Located(version, candles, mark, inputs, note)
     except NoModelError:
         require_known_asset(settings, engine, asset)  # an unknown asset is a 404, not "train it"
         raise
+
+
+def _adaptive_inputs(
+    session: Session, asset: str, version: LoadedVersion
+) -> tuple[AdaptiveInputs | None, str | None]:
+    """The live scores and σ̂ now for ``version``'s adaptive intervals, or why there are none."""
+    source = version.intervals.sigma_source
+    if source is None:
+        return None, "no risk version was active when this price version was trained"
+    try:
+        risk = intervals.load_risk_model(session, source[1])
+    except BtcpError as exc:
+        return None, f"risk version {source[1]} cannot give σ̂: {exc.message}"
+    candles = repo.load_candles(session=session, asset=asset, limit=intervals.RISK_CONTEXT)
+    candles = intervals.consecutive_tail(candles)
+    if len(candles) < risk.min_history:
+        return None, f"risk version {source[1]} needs {risk.min_history} consecutive days"
+    sigma = intervals.sigma_now(risk, candles)
+    live = intervals.stored_scores(session, asset, version.version_id)
+    return AdaptiveInputs(source[1], live, sigma), None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +279,11 @@ class ModelRun:
     asset: str
     version: LoadedVersion
     last_ts: datetime  # the newest candle: the last data day
-    data_mark: int | None
+    data_mark: DataMark | None
     path: ForecastPath
+    interval_method: Literal["adaptive", "static"] = "static"
+    risk_version: int | None = None
+    interval_note: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -226,6 +293,7 @@ class ModelRun:
     def points(self, horizon: int, level: int) -> list[ForecastPoint]:
         """Horizons 1..``horizon`` with their interval at ``level`` (no model run)."""
         result = self.path.forecast(horizon, level)
+        risk = self.path.risk()
         last_day: date = self.last_ts.date()
         return [
             ForecastPoint(
@@ -235,6 +303,9 @@ class ModelRun:
                 lower=float(result.lower[h]),
                 upper=float(result.upper[h]),
                 naive=self.path.last_close,
+                var_95=_finite(risk.var_95[h]),
+                var_99=_finite(risk.var_99[h]),
+                p_up=_finite(risk.p_up[h]),
             )
             for h in range(horizon)
         ]
@@ -254,6 +325,9 @@ class ModelRun:
             data_age_seconds=age,
             stale=settings.is_stale(age),
             level=level,
+            interval_method=self.interval_method,
+            risk_model_version=self.risk_version,
+            interval_note=self.interval_note,
             points=points,
         )
 
@@ -262,11 +336,33 @@ class ModelRun:
         return self.shape(settings, self.points(horizon, level), level, now=now)
 
 
+def _finite(value: float) -> float | None:
+    """A JSON-safe number: None for NaN or ±inf."""
+    return float(value) if math.isfinite(value) else None
+
+
 def run_model(asset: str, located: Located) -> ModelRun:
-    """Run the located version once on its candles (the only place serving runs a model)."""
+    """Run the located version once on its candles (the only place serving runs a model),
+    with adaptive intervals when they can be had (the replay runs here, once per run)."""
     closes = np.array([c.close for c in located.candles], dtype=np.float64)
-    path = located.version.runner.run(closes)
-    return ModelRun(asset, located.version, located.candles[-1].ts, located.data_mark, path)
+    version = located.version
+    raw = version.runner.run(closes)
+    last_ts = located.candles[-1].ts
+    static = ForecastPath(raw.values, raw.last_close, raw.widths, version.direction_weight)
+    inputs, note = located.adaptive, located.static_note
+    if inputs is not None:
+        widths = intervals.adaptive_widths(
+            version.intervals, inputs.live, inputs.sigma, raw.max_horizon, last_ts.date()
+        )
+        if not isinstance(widths, str):
+            path = ForecastPath(raw.values, raw.last_close, widths, version.direction_weight)
+            return ModelRun(
+                asset, version, last_ts, located.data_mark, path, "adaptive", inputs.risk_version
+            )
+        note = widths
+    if note is not None:
+        log.debug("%s v%d served with static intervals: %s", asset, version.version_id, note)
+    return ModelRun(asset, version, last_ts, located.data_mark, static, "static", None, note)
 
 
 def predict(

@@ -3,16 +3,22 @@
 Usage::
 
     python bench/api_load.py [--rounds 3] [--also-no-worker] [--profile] [--ablate]
-        [--data-dir /tmp/apibench/data] [--out bench/results/api_load.md]
+        [--data-dir /tmp/apibench/data] [--database-url postgresql+psycopg://...]
+        [--out bench/results/api_load.md]
 
 Run by hand, not in CI; needs ``wrk`` (the Debian package). In one run it
 
-- prepares a data dir once (ingest ``--csv``, train the default model) unless it exists;
+- prepares a data dir once (ingest ``--csv``, train the default model, then every kind of
+  PREPARED_KINDS beside it, not promoted) unless done; ``--database-url`` puts the data in
+  that database instead of the data dir's SQLite file (an empty PostgreSQL database works);
 - measures readiness: spawn ``serve`` and poll ``/health/ready`` every 20 ms (median of N);
 - starts ``serve`` in its default configuration (embedded job worker on, text request log on
   stderr, here a file) and a minimal FastAPI app (one ``async def`` returning a constant,
   same uvicorn settings), warms every endpoint, then runs ``wrk -t2 -c32 -d10s`` and
   ``wrk -t2 -c4 -d10s`` (both ``--latency``), interleaved, ``--rounds`` times (median);
+  endpoints: ``/predict``, the cached ``/api/v1/forecast``, a ``model=`` query of a kind that
+  is not the active one, ``/api/v1/assets`` and the uncached mix (a wrk Lua script cycling
+  horizon 1..30 x level 50..99 x every stored model kind: 1,500 distinct queries per kind);
 - reads the RSS of every process of ``serve``; optionally profiles a worker with py-spy
   (``--profile``) and measures /predict of diagnostic variants of the app (``--ablate``);
 - prints the table and writes the Markdown report with PASS/MISS per target (hand-written
@@ -54,7 +60,36 @@ ENDPOINTS = {
     "reference /": "/",
     "/predict": "/predict",
     "/forecast h=7": "/api/v1/forecast?horizon=7",
+    "/forecast model=drift h=7": "/api/v1/forecast?horizon=7&model=drift",
+    "/api/v1/assets": "/api/v1/assets",
+    "uncached mix": "/api/v1/forecast",  # its queries come from MIX_SCRIPT
 }
+MIX = "uncached mix"
+PREPARED_KINDS = ("naive", "drift")  # trained beside the default model (never promoted)
+# wrk runs this per thread: each request is the next (horizon, level, kind) of the cycle, the
+# two threads starting half a cycle apart. KINDS is filled in with the stored model kinds.
+MIX_SCRIPT = """
+local kinds = {KINDS}
+local cycle = 30 * 50 * #kinds
+local i = 0
+local started = 0
+function setup(thread)
+  thread:set("offset", started * math.floor(cycle / 2))
+  started = started + 1
+end
+function init(args)
+  i = tonumber(wrk.thread:get("offset")) or 0
+end
+function request()
+  local n = i % cycle
+  i = i + 1
+  local h = n % 30 + 1
+  local level = math.floor(n / 30) % 50 + 50
+  local kind = kinds[math.floor(n / 1500) + 1]
+  return wrk.format("GET", "/api/v1/forecast?horizon=" .. h .. "&level=" .. level
+    .. "&model=" .. kind)
+end
+"""
 REFERENCE_APP = '''"""Reference: a minimal FastAPI app (one async endpoint returning a constant)."""
 from fastapi import FastAPI
 
@@ -117,6 +152,8 @@ ABLATIONS = {
     "hot paths off: FastAPI routing, dependencies, response model (as before 9cc7840)": "no-hot",
 }
 TARGET_RATIO, TARGET_P99_C32, TARGET_P99_C4, TARGET_READY_S, TARGET_RSS_MB = 0.8, 25, 5, 2, 200
+# Issue 14: the uncached mix against the cached forecast, and /api/v1/assets.
+TARGET_MIX_RATIO, TARGET_MIX_P99, TARGET_ASSETS_RPS = 0.5, 50, 1000
 NOTES_MARKER = "<!-- hand-written notes below this line are kept when the file is regenerated -->"
 HARD_LIMIT_S = 1800  # the whole run, waiting for a quiet machine excluded
 
@@ -144,6 +181,11 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/apibench/data"))
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="BTCP_DATABASE_URL for every process (e.g. an empty PostgreSQL database)",
+    )
     p.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     p.add_argument("--epochs", type=int, default=5, help="training epochs when preparing")
     p.add_argument("--workers", type=int, default=2)
@@ -201,10 +243,12 @@ def wait_ready(port: int, path: str, timeout: float, interval: float = 0.02) -> 
     raise TimeoutError(f"{path} on port {port} not ready after {timeout:.0f} s")
 
 
-def base_env(data_dir: Path, embedded: bool) -> dict[str, str]:
+def base_env(data_dir: Path, embedded: bool, database_url: str | None = None) -> dict[str, str]:
     """The environment minus inherited BTCP_* settings, plus the benchmark's few."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BTCP_")}
     env |= {"BTCP_DATA_DIR": str(data_dir), "BTCP_API_KEY": "bench-key"}
+    if database_url:
+        env["BTCP_DATABASE_URL"] = database_url
     env |= {"BTCP_EMBEDDED_WORKER": str(embedded).lower(), "BTCP_WORKER_PORT": str(free_port())}
     return env
 
@@ -262,14 +306,39 @@ def uvicorn_cmd(target: str, app_dir: Path, port: int, workers: int) -> list[str
     ]
 
 
-def prepare(data_dir: Path, csv: Path, epochs: int) -> None:
-    """Ingest and train once into ``data_dir`` (skipped when its database exists)."""
-    if (data_dir / "btc_predictor.db").exists():
-        return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = base_env(data_dir, embedded=False) | {"BTCP_TRAIN_EPOCHS": str(epochs)}
-    for step in (["ingest", "--path", str(csv)], ["train"]):
+def prepare(args: argparse.Namespace) -> None:
+    """Ingest and train once (steps already done are skipped): the default model, promoted,
+    then every kind of PREPARED_KINDS beside it."""
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(args.data_dir, False, args.database_url) | {
+        "BTCP_TRAIN_EPOCHS": str(args.epochs)
+    }
+    stored = stored_kinds(env)
+    steps = [] if stored else [["ingest", "--path", str(args.csv)], ["train"]]
+    steps += [
+        ["train", "--model", k, "--promote", "never"] for k in PREPARED_KINDS if k not in stored
+    ]
+    for step in steps:
         subprocess.run([CLI, *step], env=env, check=True, timeout=600, capture_output=True)
+
+
+def stored_kinds(env: dict[str, str]) -> set[str]:
+    """The price model kinds with a stored version (``models list --json``; risk models do
+    not forecast prices)."""
+    done = subprocess.run(
+        [CLI, "models", "list", "--json"], env=env, check=True, capture_output=True, timeout=120
+    )
+    return {
+        row["model"] for row in json.loads(done.stdout) if row.get("family", "price") == "price"
+    }
+
+
+def mix_script(tmp: Path, env: dict[str, str]) -> Path:
+    """The uncached mix's wrk script over every stored model kind."""
+    kinds = ", ".join(f'"{kind}"' for kind in sorted(stored_kinds(env)))
+    path = tmp / "mix.lua"
+    path.write_text(MIX_SCRIPT.replace("{KINDS}", "{" + kinds + "}"))
+    return path
 
 
 def busy_cpu_seconds() -> float:
@@ -319,9 +388,13 @@ def parse_wrk(text: str) -> WrkResult:
     return WrkResult(rps, to_ms(pct["50"]), to_ms(pct["99"]), bad)
 
 
-def wrk(port: int, path: str, connections: int, threads: int, seconds: int) -> WrkResult:
-    """One ``wrk --latency`` run against ``path``."""
+def wrk(
+    port: int, path: str, connections: int, threads: int, seconds: int, script: Path | None = None
+) -> WrkResult:
+    """One ``wrk --latency`` run against ``path`` (its requests made by ``script`` if given)."""
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     done = subprocess.run(
         [*cmd, f"http://{HOST}:{port}{path}"],
         capture_output=True,
@@ -332,12 +405,13 @@ def wrk(port: int, path: str, connections: int, threads: int, seconds: int) -> W
     return parse_wrk(done.stdout)
 
 
-def warm(port: int, path: str, threads: int) -> None:
-    """Fill both workers' caches: check one request, then 2 s of wrk at 8 connections."""
+def warm(port: int, path: str, threads: int, script: Path | None = None) -> None:
+    """Fill both workers' caches: check one request, then 2 s of wrk at 8 connections (for
+    the mix: its script, so each worker has made its one model run per kind)."""
     status = get(port, path, timeout=60)
     if status != 200:
         raise RuntimeError(f"GET {path} answered {status}: is a model trained and active?")
-    wrk(port, path, 8, threads, 2)
+    wrk(port, path, 8, threads, 2, script)
 
 
 def median(results: list[WrkResult]) -> WrkResult:
@@ -353,17 +427,27 @@ def median(results: list[WrkResult]) -> WrkResult:
 Table = dict[tuple[str, int], WrkResult]
 
 
-def measure(ports: dict[str, int], args: argparse.Namespace) -> Table:
+def measure(
+    ports: dict[str, int], args: argparse.Namespace, scripts: dict[str, Path] | None = None
+) -> Table:
     """Interleaved wrk runs of every endpoint at 32 and 4 connections, medians of rounds."""
+    scripts = scripts or {}
     for name, port in ports.items():
-        warm(port, ENDPOINTS[name], args.threads)
+        warm(port, ENDPOINTS[name], args.threads, scripts.get(name))
     runs: dict[tuple[str, int], list[WrkResult]] = {}
     for _ in range(args.rounds):
         for connections in (32, 4):
             for name, port in ports.items():
-                result = wrk(port, ENDPOINTS[name], connections, args.threads, args.duration)
+                result = wrk(
+                    port,
+                    ENDPOINTS[name],
+                    connections,
+                    args.threads,
+                    args.duration,
+                    scripts.get(name),
+                )
                 runs.setdefault((name, connections), []).append(result)
-                print(f"  {name:<14} c{connections:<3} {result}", flush=True)
+                print(f"  {name:<26} c{connections:<3} {result}", flush=True)
     return {key: median(values) for key, values in runs.items()}
 
 
@@ -482,7 +566,8 @@ def serve_config(args: argparse.Namespace, embedded: bool) -> str:
         f"`serve --workers {args.workers}`, embedded job worker {worker}, request log on "
         "(BTCP_LOG_FORMAT=text, the default: one INFO line per request on stderr, here "
         "appended to a file), uvicorn access log off (serve's own setting), forecast ledger "
-        "on (one row per forecast key, written by the first request that computes it)"
+        "on (rows queued once per model run and horizon, written in batches off the request "
+        "path)"
     )
 
 
@@ -530,6 +615,25 @@ def targets(table: Table, ready_s: float, procs: list[Proc]) -> list[str]:
         f"**{verdict(ready_s <= TARGET_READY_S)}**",
         f"- every API process < {TARGET_RSS_MB} MB RSS (supervisor and uvicorn workers): "
         f"max {api_rss:.0f} MB -> **{verdict(api_rss < TARGET_RSS_MB)}**",
+        *cache_targets(table),
+    ]
+
+
+def cache_targets(table: Table) -> list[str]:
+    """PASS/MISS per target of issue 14 (the serving cache)."""
+    mix, cached, assets = (
+        table[(MIX, 32)],
+        table[("/forecast h=7", 32)],
+        table[("/api/v1/assets", 32)],
+    )
+    ratio = mix.rps / cached.rps
+    return [
+        f"- uncached mix >= {TARGET_MIX_RATIO:.0%} of the cached /api/v1/forecast at c32: "
+        f"{ratio:.0%} -> **{verdict(ratio >= TARGET_MIX_RATIO)}**",
+        f"- uncached mix p99 < {TARGET_MIX_P99} ms at c32: {mix.p99:.2f} ms -> "
+        f"**{verdict(mix.p99 < TARGET_MIX_P99)}**",
+        f"- /api/v1/assets >= {TARGET_ASSETS_RPS:,} req/s at c32: {assets.rps:,.0f} -> "
+        f"**{verdict(assets.rps >= TARGET_ASSETS_RPS)}**",
     ]
 
 
@@ -570,8 +674,12 @@ def header(args: argparse.Namespace, machine: Machine) -> list[str]:
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine.tree} by "
         f"`{command_line()}` "
-        "(data dir prepared by the script: CSV ingest of Bitstamp BTC-USD daily, default "
-        f"model `lstm` trained with {args.epochs} epochs).",
+        "(data prepared by the script: CSV ingest of Bitstamp BTC-USD daily, default "
+        f"model `lstm` trained with {args.epochs} epochs and promoted, "
+        f"{', '.join(f'`{k}`' for k in PREPARED_KINDS)} trained beside it; database: "
+        f"{'PostgreSQL (`--database-url`)' if args.database_url else 'SQLite in the data dir'}). "
+        "Uncached mix: a wrk Lua script cycling horizon 1..30 x level 50..99 x every stored "
+        "model kind (`model=`), the two wrk threads half a cycle apart.",
         "",
         f"Machine: {os.cpu_count()} cores ({platform_note()}); 1-minute load average "
         f"{machine.load_before:.2f} right before the measured run; other processes used "
@@ -715,11 +823,13 @@ def measure_config(
 ) -> tuple[Run, list[str]]:
     """Start serve in one configuration and measure it next to the running reference."""
     port, log = free_port(), tmp / f"serve-{'worker' if embedded else 'noworker'}.log"
+    env = base_env(args.data_dir, embedded, args.database_url)
     print(f"serve, embedded worker {'on' if embedded else 'off'}:", flush=True)
-    with running(serve_cmd(port, args.workers), base_env(args.data_dir, embedded), log) as proc:
+    with running(serve_cmd(port, args.workers), env, log) as proc:
         wait_ready(port, "/health/ready", timeout=60)
         before = api_pids(proc.pid)
-        table = measure({"reference /": ref_port, "/predict": port, "/forecast h=7": port}, args)
+        ports = {name: (ref_port if name == "reference /" else port) for name in ENDPOINTS}
+        table = measure(ports, args, {MIX: mix_script(tmp, env)})
         procs = tree_rss(proc.pid)
         restarts = len(before - api_pids(proc.pid))
         spied = []
@@ -745,7 +855,7 @@ def ablate(args: argparse.Namespace, tmp: Path) -> Ablation:
     results = []
     for name, flags in ABLATIONS.items():
         port = free_port()
-        env = base_env(args.data_dir, embedded=False) | {"BENCH_ABLATE": flags}
+        env = base_env(args.data_dir, False, args.database_url) | {"BENCH_ABLATE": flags}
         with running(uvicorn_cmd("diag:factory()", tmp, port, args.workers), env, tmp / "d.log"):
             wait_ready(port, "/health/ready", timeout=60)
             warm(port, "/predict", args.threads)
@@ -783,7 +893,7 @@ def too_long(*_: object) -> NoReturn:
 def measure_all(args: argparse.Namespace, tmp: Path) -> tuple[list[Start], list[Run], list[str]]:
     """Readiness, every configuration next to the reference, then the optional diagnosis."""
     (tmp / "ref.py").write_text(REFERENCE_APP)
-    env = base_env(args.data_dir, embedded=True)
+    env = base_env(args.data_dir, True, args.database_url)
     starts = readiness(args, env, tmp / "readiness.log")
     print(f"readiness: {starts}", flush=True)
     ref_port = free_port()
@@ -801,7 +911,7 @@ def main() -> None:
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    prepare(args.data_dir, args.csv, args.epochs)
+    prepare(args)
     load = wait_for_quiet(args.max_load, args.max_wait)
     signal.signal(signal.SIGALRM, too_long)
     signal.alarm(HARD_LIMIT_S)

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     alert_error_ratio: float = Field(default=0.05, gt=0, le=1)
     degraded_days: int = Field(default=3, ge=1, le=30)
     retrain_cooldown: Duration = timedelta(days=7)
+    # Serving cache (issue 14): one LRU per API process over loaded model versions, each
+    # holding its model run on the current data (every horizon and level derives from it).
+    max_loaded_models: int = Field(default=64, ge=1)
     # Risk models (issue 15): the risk model trained beside the default price model, first,
     # wherever no model is named (train, models bootstrap, ./run.sh local, retrain schedule).
     default_risk_model: str = "har"

@@ -1,21 +1,314 @@
-"""The serving state: its background logging (one line per change of state during an outage),
-and the load of each active version, where a damaged one is found."""
+"""The serving state. Its cache: one model run per (asset, version, data) answers every
+horizon, level and model exactly; identical misses share one run; the ledger never slows a
+cached answer; other processes' writes are seen within the poll interval, with no stale answer
+after. Its background logging (one line per change of state during an outage), and the load
+of each active version, where a damaged one is found."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from typing import Any
 
+import numpy as np
 import pytest
-from sqlalchemy import update
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import OperationalError
 
-from btc_predictor.api.state import Outage
+from btc_predictor.api.app import create_app
+from btc_predictor.api.state import Outage, ServingState
 from btc_predictor.config import Settings
 from btc_predictor.errors import UnavailableError
+from btc_predictor.forecasting.intervals import intervals_per_horizon
+from btc_predictor.forecasting.onnx_runtime import OnnxModel
+from btc_predictor.forecasting.paths import ForecastPath
+from btc_predictor.services import ledger
+from btc_predictor.services.forecast import load_version, pick_version, predict, recent_closes
+from btc_predictor.services.ingest import ingest
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import ForecastRequest, IngestRequest, TrainRequest
 from btc_predictor.storage import model_store as store
-from btc_predictor.storage.db import create_db_engine, write_session
+from btc_predictor.storage.db import create_db_engine, read_session, write_session
 from btc_predictor.storage.tables import ModelArtifactRow
-from tests.api.conftest import client_for
+from tests.api.conftest import API_KEY, AUTH, client_for
+from tests.conftest import NOW
+from tests.factories import FakeSource, make_candles
+
+MODELS = [None, "drift", "naive", "lstm"]  # None: the active version (drift)
+
+
+@pytest.fixture
+def kinds(installed: Settings) -> Iterator[tuple[Settings, Engine]]:
+    """The installed drift model plus a naive and an lstm version (not promoted)."""
+    engine = create_db_engine(installed)
+    for model in ("naive", "lstm"):
+        train(installed, engine, TrainRequest(model=model, promote="never"), now=NOW)
+    yield installed, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every ONNX model run, as the id of the thread that made it."""
+    runs: list[int] = []
+    original = OnnxModel.run
+
+    def counted(self: OnnxModel, closes: np.ndarray) -> ForecastPath:
+        runs.append(threading.get_ident())
+        return original(self, closes)
+
+    monkeypatch.setattr(OnnxModel, "run", counted)
+    return runs
+
+
+def fresh_path(settings: Settings, engine: Engine, model: str | None) -> tuple[np.ndarray, Any]:
+    """The version's raw graph output on the stored data, loaded anew (nothing shared)."""
+    with read_session(engine) as session:
+        version = load_version(session, pick_version(session, "BTC-USD", model))
+        candles = recent_closes(session, "BTC-USD", version.runner.context_length)
+    window = np.array([[c.close for c in candles]], dtype=np.float64)
+    output = version.runner.session.run(["forecast"], {"closes": window})[0][0]
+    return np.asarray(output, dtype=np.float64), version.runner.residuals
+
+
+def test_every_cached_answer_equals_a_fresh_computation(
+    kinds: tuple[Settings, Engine], model_runs: list[int]
+) -> None:
+    settings, engine = kinds
+    serving = ServingState(settings, engine)
+    serving.refresh()
+    for model in MODELS:
+        values, residuals = fresh_path(settings, engine, model)
+        for level in range(50, 100):
+            for horizon in range(1, 31):
+                request = ForecastRequest(horizon=horizon, level=level, model=model)
+                points = serving.forecast(request, NOW)["points"]
+                lower, upper = intervals_per_horizon(values[:horizon], residuals, level)
+                assert [p["value"] for p in points] == values[:horizon].tolist()
+                assert [p["lower"] for p in points] == lower.tolist(), (model, horizon, level)
+                assert [p["upper"] for p in points] == upper.tolist(), (model, horizon, level)
+    assert len(model_runs) == 3 == serving.model_runs  # one per version: drift, naive, lstm
+    # The whole object equals what `predict --json` computes from scratch.
+    for model, horizon, level in [(None, 1, 90), ("naive", 30, 50), ("lstm", 17, 99)]:
+        request = ForecastRequest(horizon=horizon, level=level, model=model)
+        expected = predict(settings, engine, request, now=NOW).model_dump(mode="json")
+        assert serving.forecast(request, NOW) == expected
+
+
+def test_one_lru_bounds_loaded_versions_with_their_runs(
+    kinds: tuple[Settings, Engine], model_runs: list[int]
+) -> None:
+    settings, engine = kinds
+    serving = ServingState(settings.model_copy(update={"max_loaded_models": 2}), engine)
+    serving.refresh()
+    ids = {m: serving.forecast(ForecastRequest(model=m), NOW)["model_version"] for m in MODELS[1:]}
+    assert serving.held() == [ids["naive"], ids["lstm"]]  # drift, least recently used, went
+    serving.forecast(ForecastRequest(model="naive", level=51), NOW)  # a hit refreshes naive
+    assert serving.held() == [ids["lstm"], ids["naive"]] and len(model_runs) == 3
+    again = serving.forecast(ForecastRequest(model="drift", horizon=9), NOW)
+    assert again["model_version"] == ids["drift"] and len(model_runs) == 4
+    assert serving.held() == [ids["naive"], ids["drift"]]
+
+
+def test_versions_no_request_resolves_to_are_let_go(installed: Settings) -> None:
+    engine = create_db_engine(installed)
+    serving = ServingState(installed, engine)
+    serving.refresh()
+    first = train(installed, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+    serving.refresh()
+    active = serving.forecast(ForecastRequest(), NOW)["model_version"]
+    assert serving.forecast(ForecastRequest(model="drift"), NOW)["model_version"] == first.version
+    assert serving.held() == [active, first.version]
+    second = train(installed, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+    serving.refresh()  # `first` is neither active nor the newest drift any more
+    assert serving.held() == [active]
+    assert serving.forecast(ForecastRequest(model="drift"), NOW)["model_version"] == second.version
+    engine.dispose()
+
+
+async def asgi_get(app: Any, path: str) -> tuple[int, bytes]:
+    """One GET through the app's ASGI interface: status and body."""
+    raw, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": raw,
+        "raw_path": raw.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_identical_concurrent_misses_run_the_model_once(
+    installed: Settings, monkeypatch: pytest.MonkeyPatch, model_runs: list[int]
+) -> None:
+    hold = OnnxModel.run
+
+    def slow(self: OnnxModel, closes: np.ndarray) -> ForecastPath:
+        time.sleep(0.3)  # every request arrives while the one run is still going
+        return hold(self, closes)
+
+    monkeypatch.setattr(OnnxModel, "run", slow)
+    app = create_app(installed, clock=lambda: NOW)
+
+    async def hundred() -> tuple[int, list[tuple[int, bytes]], int]:
+        async with app.router.lifespan_context(app):
+            loop_thread = threading.get_ident()
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(tick())
+            url = "/api/v1/forecast?horizon=7&level=80"
+            answers = await asyncio.gather(*(asgi_get(app, url) for _ in range(100)))
+            ticker.cancel()
+            return loop_thread, answers, ticks
+
+    loop_thread, answers, ticks = asyncio.run(hundred())
+    assert len(model_runs) == 1 and app.state.serving.model_runs == 1
+    assert model_runs[0] != loop_thread  # computed in a worker thread ...
+    assert ticks >= 5  # ... while the event loop kept running (0.3 s of model run)
+    assert {status for status, _ in answers} == {200}
+    bodies = [json.loads(body) for _, body in answers]
+    assert all(b == bodies[0] for b in bodies) and len(bodies[0]["points"]) == 7
+
+
+def test_a_cached_answer_never_waits_for_the_ledger(
+    installed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_db_engine(installed)
+    serving = ServingState(installed, engine)
+    serving.refresh()
+    recorded = lambda: sorted(e.horizon for e in ledger.list_predictions(engine, asset="BTC-USD"))  # noqa: E731
+    gate, write = threading.Event(), ledger.record_rows
+
+    def held(engine: Engine, rows: list[dict[str, Any]]) -> int:
+        gate.wait(10)
+        return write(engine, rows)
+
+    async def scenario() -> None:
+        await serving.compute(ForecastRequest(horizon=2), NOW)  # a miss: written before it returns
+        assert recorded() == [1, 2]
+        monkeypatch.setattr(ledger, "record_rows", held)
+        answer = serving.cached(ForecastRequest(horizon=5, level=80), NOW)  # derived, no I/O
+        assert answer is not None and len(answer["points"]) == 5
+        assert recorded() == [1, 2]  # horizons 3..5 are queued, the writer is held
+        gate.set()
+        writer = serving.ledger.kick()
+        assert writer is not None
+        await writer
+        assert recorded() == [1, 2, 3, 4, 5]
+        # Each (run, horizon) once: other levels and repeats queue nothing more.
+        for level in (50, 90, 99):
+            serving.cached(ForecastRequest(horizon=5, level=level), NOW)
+        assert serving.ledger.kick() is not None
+        assert recorded() == [1, 2, 3, 4, 5]
+
+    asyncio.run(scenario())
+    entries = ledger.list_predictions(engine, asset="BTC-USD")
+    assert {e.level for e in entries} == {90}
+    engine.dispose()
+
+
+# --- other processes' writes, seen through the state poll ---
+
+POLL = 0.2
+SEEN_WITHIN = 1.0  # the poll interval plus the poll's own queries, on a busy machine
+
+
+@pytest.fixture
+def shared(settings: Settings, engine: Engine) -> Settings:
+    """690 synthetic days, naive active and drift beside it, for two API instances."""
+    source = FakeSource("yahoo", make_candles(date(2024, 1, 1), 690))
+    request = IngestRequest(asset="BTC-USD")
+    ingest(settings, engine, request, now=NOW, source_factory=lambda _: source)
+    train(settings, engine, TrainRequest(model="naive", promote="always"), now=NOW)
+    train(settings, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+    return settings.model_copy(
+        update={"state_poll": timedelta(seconds=POLL), "api_key": API_KEY, "embedded_worker": False}
+    )
+
+
+def seen(client: TestClient, url: str, fresh: Callable[[dict[str, Any]], bool]) -> None:
+    """``client`` answers ``url`` freshly within SEEN_WITHIN, and never staler after that."""
+    started = time.monotonic()
+    while not fresh(answer := client.get(url).json()):
+        assert time.monotonic() - started < SEEN_WITHIN, f"still stale: {answer}"
+        time.sleep(0.01)
+    for _ in range(20):
+        answer = client.get(url).json()
+        assert fresh(answer), f"stale again: {answer}"
+
+
+def test_another_process_sees_data_promotion_rollback_and_new_versions(
+    shared: Settings, engine: Engine
+) -> None:
+    writer = TestClient(create_app(shared, clock=lambda: NOW))
+    reader = TestClient(create_app(shared, clock=lambda: NOW))
+    active, by_kind = "/api/v1/forecast?horizon=3", "/api/v1/forecast?horizon=3&model=drift"
+    with writer, reader:
+        naive = reader.get(active).json()["model_version"]
+        drift = reader.get(by_kind).json()["model_version"]
+        assert reader.get(active).json()["last_date"] == "2025-11-20"  # cached from here on
+
+        # New days (as the worker ingests them).
+        more = FakeSource("yahoo", make_candles(date(2024, 1, 1), 695))
+        ingest(
+            shared, engine, IngestRequest(asset="BTC-USD"), now=NOW, source_factory=lambda _: more
+        )
+        for url in (active, by_kind):
+            seen(reader, url, lambda a: a["last_date"] == "2025-11-25")
+
+        # A stored day rewritten (same last day, other close): only the data mark moves.
+        revised = make_candles(date(2024, 1, 1), 695)
+        revised[-1] = dataclasses.replace(revised[-1], close=revised[-1].close + 1.5)
+        fix = FakeSource("yahoo", revised)
+        since = IngestRequest(asset="BTC-USD", since=date(2025, 11, 25))
+        assert ingest(shared, engine, since, now=NOW, source_factory=lambda _: fix).updated == 1
+        seen(reader, active, lambda a: a["last_close"] == revised[-1].close)
+
+        # Promotion and rollback in the other API process.
+        assert writer.post(f"/api/v1/models/{drift}/promote", headers=AUTH).status_code == 200
+        seen(reader, active, lambda a: a["model_version"] == drift)
+        assert writer.post("/api/v1/models/BTC-USD/rollback", headers=AUTH).status_code == 200
+        seen(reader, active, lambda a: a["model_version"] == naive)
+
+        # A new version of the queried kind (trained, not promoted).
+        newer = train(shared, engine, TrainRequest(model="drift", promote="never"), now=NOW)
+        seen(reader, by_kind, lambda a: a["model_version"] == newer.version)
+        assert reader.get(active).json()["model_version"] == naive
+
+
+# --- background logging and the load of active versions ---
 
 log = logging.getLogger("tests.outage")
 

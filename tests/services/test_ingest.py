@@ -14,10 +14,10 @@ from sqlalchemy import Engine, select
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError
-from btc_predictor.services.ingest import bootstrap, data_status, ingest
+from btc_predictor.services.ingest import AssetSummaries, bootstrap, data_status, ingest
 from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.sources import make_source
-from btc_predictor.sources.base import CandleSource
+from btc_predictor.sources.base import CandleSource, data_age, utc_day
 from btc_predictor.sources.exchange import ExchangeSource
 from btc_predictor.sources.yahoo import YahooSource
 from btc_predictor.storage import repository as repo
@@ -283,6 +283,42 @@ def test_data_status_reports_rows_range_gaps_sources_and_age(
     ]
     with pytest.raises(AssetNotFoundError, match="known: BTC-USD"):
         data_status(settings, engine, asset="DOGE-USD", now=CLOCK)
+
+
+def test_asset_summaries_are_kept_until_the_data_changes(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per request one aggregate row per asset: stored days are read only after a change
+    (and only when some are missing, to list the gaps)."""
+    days = make_candles(date(2024, 1, 1), 31)
+    request = IngestRequest(asset="BTC-USD")
+    gappy = FakeSource("yahoo", days[:3] + days[5:20])
+    ingest(settings, engine, request, now=CLOCK, source_factory=factory_for(gappy))
+    reads: list[str] = []
+    every_day = repo.candle_days
+    monkeypatch.setattr(
+        repo, "candle_days", lambda **kw: reads.append(kw["asset"]) or every_day(**kw)
+    )
+    kept = AssetSummaries()
+    for hour in range(5):
+        later = CLOCK + timedelta(hours=hour)
+        [btc] = data_status(settings, engine, asset=None, now=later, summaries=kept)
+        assert btc.latest_age_seconds == data_age(utc_day(date(2024, 1, 20)), later)
+    assert (btc.rows, btc.gaps, reads) == (18, [(date(2024, 1, 4), date(2024, 1, 5))], ["BTC-USD"])
+    # New data: the next request sees it (no poll in between), and no gap left
+    # to list means no stored day is read (rows == days spanned).
+    filled = FakeSource("yahoo", days)
+    ingest(
+        settings,
+        engine,
+        IngestRequest(asset="BTC-USD", since=date(2024, 1, 1)),
+        now=CLOCK,
+        source_factory=factory_for(filled),
+    )
+    reads.clear()  # the ingest's own gap report
+    [btc] = data_status(settings, engine, asset="BTC-USD", now=CLOCK, summaries=kept)
+    assert (btc.rows, btc.last, btc.gaps, reads) == (31, date(2024, 1, 31), [], [])
+    assert btc == data_status(settings, engine, asset="BTC-USD", now=CLOCK)[0]
 
 
 def test_bootstrap_ingests_only_an_empty_database(

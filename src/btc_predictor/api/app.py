@@ -161,6 +161,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.to_thread(app.state.serving.ledger.flush)  # forecasts served last
             telemetry.process_exited(settings.metrics_dir)
             if probes is not db:
                 probes.dispose()

@@ -1,9 +1,16 @@
-"""What an API process holds in memory: loaded models and computed forecasts.
+"""What an API process holds in memory: loaded model versions and their model runs.
 
-A forecast depends only on (asset, model version, data cutoff, horizon, level), so it is
-computed once and served from memory. A poller reads the cheap "state" (active version and
-newest candle per asset) every ``BTCP_STATE_POLL``; when it changes — another process
-promoted a version or ingested data — that asset's cached forecasts are dropped.
+A forecast depends only on (asset, version, data) and the request's (horizon, level). One
+model run per (version, newest candle, data mark) gives the whole path, and every horizon and
+level derives from it (``services.forecast.ModelRun``); its JSON pieces are memoised per level.
+Versions and their runs share one LRU of ``BTCP_MAX_LOADED_MODELS`` entries.
+
+A poller reads the cheap "state" every ``BTCP_STATE_POLL``: per asset the active version,
+newest candle, newest successful ingest run and newest usable version of each model kind.
+Requests resolve their run through it, so after another process promotes, rolls back,
+ingests, trains or prunes, the next poll moves every request to the new run (runs nothing
+can reach any more are dropped). Identical misses share one computation, and served
+forecasts reach the ledger in batches, off the request path.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError, UnavailableError
@@ -23,57 +32,172 @@ from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
     LoadedVersion,
+    ModelRun,
     asset_states,
     check_request,
     load_stored_version,
-    make_forecast,
-    prepare,
+    locate,
+    run_model,
 )
+from btc_predictor.services.ingest import AssetSummaries
 from btc_predictor.shapes.requests import ForecastRequest
-from btc_predictor.shapes.results import Forecast
-from btc_predictor.sources.base import DAY, data_age
+from btc_predictor.sources.base import data_age
 from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
-# (asset, version, cutoff, horizon, level)
-CacheKey = tuple[str, int, datetime, int, int]
+# (asset, model, version, newest candle, data mark) as this process knows them
+FlightKey = tuple[str, str | None, int | None, datetime | None, int | None]
+_HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
+
+
+class CachedRun:
+    """A model run as this process serves it: its JSON per level and its ledger progress."""
+
+    __slots__ = ("data_mark", "head", "last_ts", "levels", "recorded", "run")
+
+    def __init__(self, run: ModelRun, settings: Settings) -> None:
+        self.run = run
+        self.last_ts, self.data_mark = run.last_ts, run.data_mark
+        shape = run.shape(settings, [], ledger.LEDGER_LEVEL, now=run.last_ts)
+        dumped = shape.model_dump(mode="json")
+        self.head = {name: dumped[name] for name in _HEAD}
+        self.levels: dict[int, list[dict[str, Any]]] = {}
+        self.recorded = 0  # horizons 1..recorded are in the ledger or queued for it
+
+    def payload(
+        self, settings: Settings, horizon: int, level: int, now: datetime
+    ) -> dict[str, Any]:
+        """The forecast object of (horizon, level), exactly ``Forecast.model_dump(mode="json")``."""
+        points = self.levels.get(level)
+        if points is None:
+            points = self._points(level)
+        if horizon > len(points):  # refused as a fresh computation refuses it
+            points = [p.model_dump(mode="json") for p in self.run.points(horizon, level)]
+        age = data_age(self.last_ts, now)
+        return {
+            **self.head,
+            "data_age_seconds": age,
+            "stale": settings.is_stale(age),
+            "level": level,
+            "points": points[:horizon],
+        }
+
+    def _points(self, level: int) -> list[dict[str, Any]]:
+        """Every horizon servable at ``level`` as JSON (computed once per level)."""
+        usable = self.run.path.usable(level)
+        points = [p.model_dump(mode="json") for p in self.run.points(usable, level)]
+        self.levels[level] = points
+        return points
+
+
+class _Slot:
+    """One loaded version in the LRU and its run on the current data, once computed."""
+
+    __slots__ = ("loaded", "run")
+
+    def __init__(self, loaded: LoadedVersion) -> None:
+        self.loaded = loaded
+        self.run: CachedRun | None = None
+
+
+class LedgerQueue:
+    """Ledger rows of served forecasts, written in batches by one background writer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows (no I/O)."""
+        with self._lock:
+            self._rows.extend(rows)
+
+    def kick(self) -> asyncio.Task[None] | None:
+        """The background writer, started on the running event loop when none is writing;
+        None outside an event loop (the caller then flushes itself)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        with self._lock:
+            # A writer cancelled with its event loop (a shutdown) never cleared itself.
+            if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+                self._writer = loop.create_task(self._drain())
+            return self._writer
+
+    def flush(self) -> None:
+        """Write every queued row now (blocking)."""
+        while rows := self._take():
+            self._write(rows)
+
+    async def _drain(self) -> None:
+        """Write batches off the event loop until the queue is empty."""
+        while True:
+            with self._lock:
+                rows, self._rows = self._rows, []
+                if not rows:
+                    self._writer = None
+                    return
+            await asyncio.to_thread(self._write, rows)
+
+    def _take(self) -> list[dict[str, Any]]:
+        """Everything queued, leaving the queue empty."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            return rows
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """One batch in one transaction (repeats are skipped by the table's key)."""
+        try:
+            ledger.record_rows(self.engine, rows)
+        except Exception:  # the ledger must never cost the user their forecast
+            log.exception("could not record %d forecast points in the ledger", len(rows))
 
 
 class ServingState:
-    """Loaded models, cached forecasts, and the poller that keeps them current."""
+    """Loaded versions and their runs (one LRU), and the poller that keeps them current."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self._lock = threading.Lock()
-        self._versions: dict[int, LoadedVersion] = {}
-        self._forecasts: dict[CacheKey, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # writers of _slots, _states and ledger progress
+        self._slots: OrderedDict[int, _Slot] = OrderedDict()
         self._states: dict[str, AssetState] = {}
+        self._flights: dict[FlightKey, asyncio.Future[CachedRun]] = {}
+        self.ledger = LedgerQueue(engine)
+        self.summaries = AssetSummaries()
+        self.model_runs = 0  # model runs this process made (what coalescing saves)
         # Why a version could not be loaded (its artifacts fail their checks), by version id:
         # found when the poller first sees it active, and reported by /health.
         self._load_errors: dict[int, str] = {}
 
+    def held(self) -> list[int]:
+        """The loaded versions, least recently used first."""
+        return list(self._slots)
+
     def read_states(self) -> dict[str, AssetState]:
-        """Active version and newest candle per asset, straight from the database."""
+        """Active version, newest candle and the rest of the state, from the database."""
         return asset_states(self.engine)
 
     def refresh(self) -> None:
-        """Drop cached forecasts of assets whose state changed since the last poll."""
+        """Adopt the database's state; drop what changed assets' requests can no longer reach."""
         states = self.read_states()
         with self._lock:
             changed = {
                 a for a in set(states) | set(self._states) if states.get(a) != self._states.get(a)
             }
-            if changed:
-                self._forecasts = {k: v for k, v in self._forecasts.items() if k[0] not in changed}
             self._states = states
+            for asset in changed:
+                self._forget(asset, states.get(asset))
         self._load_active(states)
 
     def _load_active(self, states: dict[str, AssetState]) -> None:
         """Load each tracked asset's active version once, so a damaged one is known at once."""
         for asset in self.settings.assets:
             version = states[asset].active_version if asset in states else None
-            if version is None or version in self._versions or version in self._load_errors:
+            if version is None or version in self._slots or version in self._load_errors:
                 continue
             try:
                 loaded = load_stored_version(self.engine, version)
@@ -85,7 +209,7 @@ class ServingState:
                 self._load_errors[version] = _why(exc)
                 continue
             with self._lock:
-                self._versions[version] = loaded
+                self._hold(loaded)
 
     def load_error(self, version_id: int) -> str | None:
         """Why ``version_id`` could not be loaded here (None: loaded, or not tried yet)."""
@@ -105,61 +229,133 @@ class ServingState:
                 outage.ended()
 
     def cached(self, request: ForecastRequest, now: datetime) -> dict[str, Any] | None:
-        """A cached forecast for the request when its asset's state is known (no I/O)."""
-        if request.model is not None:
-            return None
-        state = self._states.get(request.asset)
-        if state is None or state.active_version is None or state.last_candle is None:
-            return None
-        hit = self._forecasts.get(
-            (request.asset, state.active_version, state.last_candle, request.horizon, request.level)
-        )
-        return None if hit is None else self._aged(hit, now)
+        """The forecast derived from this process's run for the request's state (no I/O).
 
-    def forecast(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
-        """The forecast object for a request: from memory, else computed (blocking I/O)."""
-        check_request(self.settings, request)
-        hit = self.cached(request, now)
-        if hit is not None:
-            return hit
-        result, payload = self._compute(request, now)
-        self._record(request, result, now)
+        The hot path of every cached answer: lock-free lookups only, kept inline.
+        """
+        state = self._states.get(request.asset)
+        if state is None or request.horizon > self.settings.max_horizon:
+            return None  # horizons beyond the setting are refused by ``compute``
+        model = request.model
+        version = state.active_version if model is None else state.version_for(model)
+        slot = self._slots.get(version) if version is not None else None
+        run = None if slot is None else slot.run
+        if run is None or run.last_ts != state.last_candle or run.data_mark != state.data_mark:
+            return None
+        # try rather than contextlib.suppress: no context manager built per hot request.
+        try:  # noqa: SIM105
+            self._slots.move_to_end(version)  # type: ignore[arg-type]
+        except KeyError:  # evicted meanwhile: the run is still a valid answer
+            pass
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note(run, request.horizon, now)
         return payload
 
-    def _compute(self, request: ForecastRequest, now: datetime) -> tuple[Forecast, dict[str, Any]]:
-        """Load the version (once per process) and the recent candles, then forecast; the
-        forecast and its JSON, which is cached when it is the active version's."""
-        loaded, candles = prepare(
-            self.settings, self.engine, request.asset, request.model, loaded=self._versions
-        )
-        version_id = loaded.version_id
+    async def compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
+        """A forecast no cached run answers: identical misses share one computation, run in
+        a worker thread; the caller's ledger rows are written before it returns."""
+        check_request(self.settings, request)
+        key = self._flight_key(request)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(
+                run_in_threadpool(self._load, request.asset, request.model)
+            )
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._land(key, done))
+        # Shielded: a waiter that goes away does not cancel the others' computation.
+        payload = self._answer(await asyncio.shield(flight), request, now)
+        writer = self.ledger.kick()
+        if writer is not None:
+            await asyncio.shield(writer)
+        return payload
+
+    def forecast(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
+        """The forecast object for a request: from memory, else computed here (blocking I/O)."""
+        check_request(self.settings, request)
+        payload = self.cached(request, now)
+        if payload is None:
+            payload = self._answer(self._load(request.asset, request.model), request, now)
+        self.ledger.flush()
+        return payload
+
+    def _flight_key(self, request: ForecastRequest) -> FlightKey:
+        """What identical misses share: the request's run as this process knows it."""
+        state = self._states.get(request.asset)
+        if state is None:
+            return (request.asset, request.model, None, None, None)
+        version = state.version_for(request.model)
+        return (request.asset, request.model, version, state.last_candle, state.data_mark)
+
+    def _land(self, key: FlightKey, done: asyncio.Future[CachedRun]) -> None:
+        """A computation ended: later misses start their own."""
+        if self._flights.get(key) is done:
+            del self._flights[key]
+
+    def _load(self, asset: str, model: str | None) -> CachedRun:
+        """The run serving (asset, model) on the stored data: this process's when it has that
+        run, else one model run (blocking: database reads and ONNX)."""
         with self._lock:
-            self._versions[version_id] = loaded
-        result = make_forecast(self.settings, request.asset, loaded, candles, request, now=now)
-        payload = result.model_dump(mode="json")
-        key = (request.asset, version_id, candles[-1].ts, request.horizon, request.level)
-        if request.model is None and self._states.get(request.asset) == AssetState(
-            version_id, candles[-1].ts
-        ):
-            with self._lock:
-                self._forecasts[key] = payload
-        return result, payload
+            loaded = {version_id: slot.loaded for version_id, slot in self._slots.items()}
+        located = locate(self.settings, self.engine, asset, model, loaded=loaded)
+        slot = self._slots.get(located.version.version_id)
+        if slot is not None and slot.run is not None and slot.run.run.key == located.key:
+            return slot.run
+        run = CachedRun(run_model(asset, located), self.settings)
+        with self._lock:
+            self.model_runs += 1
+            self._keep(located.version, run)
+        return run
 
-    def _record(self, request: ForecastRequest, result: Forecast, now: datetime) -> None:
-        """Put the served forecast in the ledger (with its 90% interval) once."""
-        entry = result
-        if request.level != ledger.LEDGER_LEVEL:
-            ninety = request.model_copy(update={"level": ledger.LEDGER_LEVEL})
-            entry = self._compute(ninety, now)[0]
+    def _keep(self, loaded: LoadedVersion, run: CachedRun) -> None:
+        """Hold a version's newest run as the most recently used entry (evicting the least)."""
+        self._hold(loaded).run = run
+
+    def _hold(self, loaded: LoadedVersion) -> _Slot:
+        """The version's slot, made the most recently used (the least used one evicted)."""
+        slot = self._slots.get(loaded.version_id)
+        if slot is None:
+            slot = self._slots[loaded.version_id] = _Slot(loaded)
+        self._slots.move_to_end(loaded.version_id)
+        while len(self._slots) > self.settings.max_loaded_models:
+            self._slots.popitem(last=False)
+        return slot
+
+    def _forget(self, asset: str, state: AssetState | None) -> None:
+        """Drop the versions of ``asset`` no request resolves to now, and runs on old data."""
+        wanted = set() if state is None else state.wanted()
+        for version_id, slot in list(self._slots.items()):
+            if slot.loaded.asset != asset:
+                continue
+            if state is None or version_id not in wanted:
+                self._slots.pop(version_id, None)
+            elif slot.run is not None and (
+                slot.run.last_ts != state.last_candle or slot.run.data_mark != state.data_mark
+            ):
+                slot.run = None
+
+    def _answer(self, run: CachedRun, request: ForecastRequest, now: datetime) -> dict[str, Any]:
+        """The request's forecast from a run; its horizons enter the ledger once per run."""
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note(run, request.horizon, now)
+        return payload
+
+    def _note(self, run: CachedRun, horizon: int, now: datetime) -> None:
+        """Queue the ledger rows (90% intervals) of horizons this run has not recorded."""
+        with self._lock:
+            start, run.recorded = run.recorded, max(run.recorded, horizon)
+        if horizon <= start:
+            return
         try:
-            ledger.record_forecast(self.engine, entry, now=now)
-        except Exception:  # the ledger must never cost the user their forecast
-            log.exception("could not record forecast in the ledger")
-
-    def _aged(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """A cached forecast with its data age brought up to ``now``."""
-        age = data_age(datetime.fromisoformat(payload["as_of"]) - DAY, now)
-        return {**payload, "data_age_seconds": age, "stale": self.settings.is_stale(age)}
+            ninety = run.run.forecast(self.settings, horizon, ledger.LEDGER_LEVEL, now=now)
+        except BtcpError as exc:  # no 90% interval here: nothing the ledger can score
+            log.warning("forecast not recorded in the ledger: %s", exc)
+            return
+        fresh = ninety.model_copy(update={"points": ninety.points[start:]})
+        self.ledger.add(ledger.entry_rows(fresh, now=now))
+        self.ledger.kick()
 
 
 def _why(exc: Exception) -> str:

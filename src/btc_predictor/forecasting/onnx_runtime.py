@@ -5,7 +5,6 @@ It takes bytes and a parsed meta dict, so ``forecasting/`` never depends on how 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,17 +12,7 @@ import onnxruntime as ort
 
 from btc_predictor.errors import ArtifactError, HorizonExceedsModelError, NoDataError
 from btc_predictor.forecasting.base import FloatArray
-from btc_predictor.forecasting.intervals import intervals_per_horizon
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    """Point forecasts for horizons 1..h with their conformal interval at ``level``."""
-
-    values: FloatArray
-    lower: FloatArray
-    upper: FloatArray
-    level: int
+from btc_predictor.forecasting.paths import Forecast, ForecastPath, HalfWidths
 
 
 class OnnxModel:
@@ -38,6 +27,7 @@ class OnnxModel:
             ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json lacks a usable {exc} entry") from None
+        self.widths = HalfWidths(self.residuals)
         self.session = _session(onnx, threads)
 
     def forecast(self, closes: FloatArray, horizon: int, level: int) -> Forecast:
@@ -47,6 +37,10 @@ class OnnxModel:
                 f"horizon {horizon} exceeds this model's {self.max_horizon} days; "
                 f"train with BTCP_MAX_HORIZON >= {horizon}"
             )
+        return self.run(closes).forecast(horizon, level)
+
+    def run(self, closes: FloatArray) -> ForecastPath:
+        """One model run: the whole path after the last of ``closes``, every level derivable."""
         window = np.ascontiguousarray(closes[-self.context_length :], dtype=np.float64)[None, :]
         if not np.all(np.isfinite(window)):
             # Only data stored before ingest refused non-finite values can get here.
@@ -56,22 +50,8 @@ class OnnxModel:
             )
         # [1, context] -> [1, max_horizon] price levels
         output = self.session.run(["forecast"], {"closes": window})[0]
-        values = np.asarray(output, dtype=np.float64)[0, :horizon]
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
-            lower, upper = intervals_per_horizon(values, self.residuals, level)
-        _require_finite(values, lower, upper)
-        return Forecast(values, lower, upper, level)
-
-
-def _require_finite(values: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
-    """A forecast is served only when every number in it is finite (JSON has no NaN or inf)."""
-    bad = ~(np.isfinite(values) & np.isfinite(lower) & np.isfinite(upper))
-    if bad.any():
-        h = int(np.argmax(bad)) + 1
-        raise ArtifactError(
-            f"this model's forecast is not finite at horizon {h} "
-            f"({values[h - 1]} in [{lower[h - 1]}, {upper[h - 1]}]): it cannot serve these closes"
-        )
+        values = np.asarray(output, dtype=np.float64)[0, : self.max_horizon]
+        return ForecastPath(values, float(window[0, -1]), self.widths)
 
 
 def _session(onnx: bytes, threads: int) -> ort.InferenceSession:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -211,16 +212,60 @@ def _record_failure(engine: Engine, specs: list[str], report: IngestReport, now:
 
 
 def data_status(
-    settings: Settings, engine: Engine, *, asset: str | None, now: datetime
+    settings: Settings,
+    engine: Engine,
+    *,
+    asset: str | None,
+    now: datetime,
+    summaries: AssetSummaries | None = None,
 ) -> list[AssetStatus]:
-    """Stored data per asset (tracked assets with nothing stored show zero rows)."""
+    """Stored data per asset (tracked assets with nothing stored show zero rows).
+
+    Summaries are reused from ``summaries`` while the asset's data mark holds (the API keeps
+    one per process), so a request reads one aggregate row per asset, not every stored day.
+    """
     wanted = parse_asset(asset).symbol if asset else None
     with read_session(engine) as session:
-        spans = {s.asset: s for s in repo.asset_spans(session=session)}
-        if wanted and wanted not in spans and wanted not in settings.assets:
-            raise AssetNotFoundError(_unknown_asset(wanted, settings, list(spans)))
-        names = [wanted] if wanted else sorted(set(spans) | set(settings.assets))
-        return [_asset_status(session, settings, name, spans.get(name), now) for name in names]
+        stored = _stored(session, summaries or AssetSummaries())
+    if wanted and wanted not in stored and wanted not in settings.assets:
+        raise AssetNotFoundError(_unknown_asset(wanted, settings, list(stored)))
+    names = [wanted] if wanted else sorted(set(stored) | set(settings.assets))
+    return [_aged(settings, stored.get(name) or _empty(name), now) for name in names]
+
+
+class AssetSummaries:
+    """Per-asset summaries (rows, range, gaps, sources) kept until the asset's data changes.
+
+    Keyed by the asset's data mark, the newest successful ingest run: every candle write is
+    one, so a kept summary is never older than the stored data it describes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[int, AssetStatus]] = {}
+
+    def get(self, asset: str, mark: int) -> AssetStatus | None:
+        """The summary kept for ``asset`` at ``mark``, if any."""
+        kept = self._kept.get(asset)
+        return kept[1] if kept is not None and kept[0] == mark else None
+
+    def put(self, asset: str, mark: int, summary: AssetStatus) -> None:
+        """Keep ``summary`` as ``asset``'s at ``mark``."""
+        with self._lock:
+            self._kept[asset] = (mark, summary)
+
+
+def _stored(session: Any, summaries: AssetSummaries) -> dict[str, AssetStatus]:
+    """Summaries (no age yet) of every asset with stored candles, computed on data change."""
+    found = {}
+    for name, mark in repo.data_marks(session=session).items():
+        summary = summaries.get(name, mark)
+        if summary is None:
+            summary = _summary(session, name)
+            summaries.put(name, mark, summary)
+        if summary.rows:
+            found[name] = summary
+    return found
 
 
 def _unknown_asset(asset: str, settings: Settings, stored: list[str]) -> str:
@@ -232,36 +277,51 @@ def _unknown_asset(asset: str, settings: Settings, stored: list[str]) -> str:
     )
 
 
-def _asset_status(
-    session: Any, settings: Settings, name: str, span: repo.AssetSpan | None, now: datetime
-) -> AssetStatus:
-    """Status of one asset from its span and stored days."""
-    if span is None:
-        return AssetStatus(
-            asset=name,
-            rows=0,
-            first=None,
-            last=None,
-            gaps=[],
-            sources=[],
-            rows_per_source={},
-            source_of_record=None,
-            latest_age_seconds=None,
-            stale=None,
-        )
-    age = data_age(span.last, now)
+def _empty(name: str) -> AssetStatus:
+    """The status of an asset with nothing stored."""
+    return AssetStatus(
+        asset=name,
+        rows=0,
+        first=None,
+        last=None,
+        gaps=[],
+        sources=[],
+        rows_per_source={},
+        source_of_record=None,
+        latest_age_seconds=None,
+        stale=None,
+    )
+
+
+def _summary(session: Any, name: str) -> AssetStatus:
+    """What is stored for one asset, from SQL aggregates (its days are read only when some
+    are missing, to list the gaps)."""
+    spans = repo.asset_spans(session=session, asset=name)
+    if not spans:
+        return _empty(name)
+    span = spans[0]
+    # Days are 00:00 UTC and unique, so rows == days spanned means no day is missing.
+    whole = span.last - span.first == DAY * (span.rows - 1)
     return AssetStatus(
         asset=name,
         rows=span.rows,
         first=span.first.date(),
         last=span.last.date(),
-        gaps=find_gaps(repo.candle_days(session=session, asset=name)),
+        gaps=[] if whole else find_gaps(repo.candle_days(session=session, asset=name)),
         sources=sorted(span.sources, key=lambda s: -span.sources[s]),
         rows_per_source=span.sources,
         source_of_record=repo.source_of_record(session=session, asset=name),
-        latest_age_seconds=age,
-        stale=settings.is_stale(age),
+        latest_age_seconds=None,
+        stale=None,
     )
+
+
+def _aged(settings: Settings, summary: AssetStatus, now: datetime) -> AssetStatus:
+    """A summary with its data age taken at ``now``."""
+    if summary.last is None:
+        return summary
+    age = data_age(utc_day(summary.last), now)
+    return summary.model_copy(update={"latest_age_seconds": age, "stale": settings.is_stale(age)})
 
 
 def stored_candles(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -14,13 +15,19 @@ from btc_predictor.storage.ledger import WindowStats
 from btc_predictor.storage.tables import PredictionRow
 
 LEDGER_LEVEL = 90  # every ledger entry carries its 90% interval, whatever level was served
+_CHUNK = 500
 
 
 def record_forecast(engine: Engine, forecast: Forecast, *, now: datetime) -> int:
     """Record a forecast's points (at the 90% level); repeats are ignored."""
+    return record_rows(engine, entry_rows(forecast, now=now))
+
+
+def entry_rows(forecast: Forecast, *, now: datetime) -> list[dict[str, Any]]:
+    """The ledger rows of a level-90 forecast's points (to record now or in a batch)."""
     if forecast.level != LEDGER_LEVEL:
         raise ValueError("the ledger records 90% intervals; pass a level-90 forecast")
-    rows = [
+    return [
         {
             "asset": forecast.asset,
             "model": forecast.model,
@@ -37,8 +44,14 @@ def record_forecast(engine: Engine, forecast: Forecast, *, now: datetime) -> int
         }
         for p in forecast.points
     ]
+
+
+def record_rows(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Insert ledger rows in one transaction, skipping ones already recorded; how many new."""
     with write_session(engine) as session:
-        return store.insert_entries(session=session, rows=rows)
+        # Chunks keep each statement under SQLite's and psycopg's bound-parameter limits.
+        chunks = range(0, len(rows), _CHUNK)
+        return sum(store.insert_entries(session=session, rows=rows[i : i + _CHUNK]) for i in chunks)
 
 
 def score_ledger(engine: Engine, asset: str, *, now: datetime) -> int:

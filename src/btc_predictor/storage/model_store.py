@@ -21,7 +21,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from btc_predictor.errors import ArtifactError, ModelNotFoundError, NoModelError
@@ -355,3 +355,22 @@ def _write_atomic(path: Path, content: bytes) -> Path:
         stream.write(content)
     os.replace(temp, path)
     return path
+
+
+# --- what ``model=`` resolves to, for the serving cache's state poll (issue 14) ---
+
+
+def usable_versions(*, session: Session) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per asset and price model kind: the newest unpruned version and how many are unpruned
+    (what ``model=`` forecasts resolve to)."""
+    query = (
+        select(
+            ModelVersionRow.asset, ModelVersionRow.model, func.max(ModelVersionRow.id), func.count()
+        )
+        .where(ModelVersionRow.pruned_at.is_(None), ModelVersionRow.family == PRICE)
+        .group_by(ModelVersionRow.asset, ModelVersionRow.model)
+    )
+    found: dict[str, dict[str, tuple[int, int]]] = {}
+    for asset, model, newest, count in session.execute(query):
+        found.setdefault(asset, {})[model] = (newest, count)
+    return found

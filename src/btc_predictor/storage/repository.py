@@ -232,6 +232,28 @@ def record_ingest_run(*, session: Session, run: IngestRunRow) -> int:
     return run.id
 
 
+# --- data marks: what changes whenever an ingest stores data (issue 14's cache keys) ---
+
+
+def data_marks(*, session: Session) -> dict[str, int]:
+    """Per asset, the id of the newest ingest run that succeeded (every candle write is one)."""
+    query = (
+        select(IngestRunRow.asset, func.max(IngestRunRow.id))
+        .where(IngestRunRow.status == "ok")
+        .group_by(IngestRunRow.asset)
+    )
+    return {asset: int(mark) for asset, mark in session.execute(query)}
+
+
+def data_mark(*, session: Session, asset: str) -> int | None:
+    """The id of the newest successful ingest run of ``asset`` (None: never ingested)."""
+    query = select(func.max(IngestRunRow.id)).where(
+        IngestRunRow.asset == asset, IngestRunRow.status == "ok"
+    )
+    mark: int | None = session.scalar(query)
+    return mark
+
+
 @dataclass(frozen=True, slots=True)
 class LastRun:
     """The newest ingest run of an asset: how it ended, when, and what it asked for."""

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from btc_predictor.api import schemas as s
-from btc_predictor.api.deps import Authorized, EngineDep, NowDep, SettingsDep, SubmitDep
+from btc_predictor.api.deps import (
+    Authorized,
+    EngineDep,
+    NowDep,
+    ServingDep,
+    SettingsDep,
+    SubmitDep,
+)
 from btc_predictor.errors import AssetNotFoundError
 from btc_predictor.services.ingest import data_status, stored_candles
 from btc_predictor.shapes.common import ASSET_PATTERN
@@ -21,15 +28,18 @@ AssetPath = Annotated[str, Path(pattern=ASSET_PATTERN, description="BASE-QUOTE")
 
 
 @router.get("", response_model=list[AssetStatus])
-def list_assets(settings: SettingsDep, engine: EngineDep, now: NowDep) -> list[AssetStatus]:
+def list_assets(
+    settings: SettingsDep, engine: EngineDep, serving: ServingDep, now: NowDep
+) -> list[AssetStatus]:
     """Tracked and stored assets with what is stored for each."""
-    return data_status(settings, engine, asset=None, now=now)
+    return data_status(settings, engine, asset=None, now=now, summaries=serving.summaries)
 
 
 @router.get("/{asset}/candles", response_model=list[CandleView], responses=s.errors_for(404))
 def candles(
     settings: SettingsDep,
     engine: EngineDep,
+    serving: ServingDep,
     now: NowDep,
     asset: AssetPath,
     start: date | None = None,
@@ -38,7 +48,8 @@ def candles(
 ) -> list[CandleView]:
     """Stored daily candles, ``start <= date < end``, the newest ``limit`` of them."""
     symbol = parse_asset(asset).symbol
-    data_status(settings, engine, asset=symbol, now=now)  # 404 for unknown assets
+    # 404 for unknown assets
+    data_status(settings, engine, asset=symbol, now=now, summaries=serving.summaries)
     rows = stored_candles(engine, symbol, start=start, end=end, limit=limit)
     return [
         CandleView(

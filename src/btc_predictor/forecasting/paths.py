@@ -1,0 +1,145 @@
+"""One model run's whole forecast path, and intervals at any level derived from it.
+
+A version's ONNX graph forecasts every horizon up to its ``max_horizon`` in one run, and its
+split-conformal half-widths depend only on its stored residuals and the level. So one run per
+(version, data) serves every (horizon, level): :class:`ForecastPath` keeps the path with the
+version's :class:`HalfWidths` and derives bounds per level without running the model again.
+It also keeps what later risk fields need (the last close and each horizon's recent
+residuals: σ, VaR and P(up) are functions of these and the path).
+
+Bounds are computed over the whole path and then sliced, so a horizon's numbers do not
+depend on the horizon asked for; slicing first gives the same floats (checked over 120,000
+random paths and every cut, and over real models in tests/services/test_forecast.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from btc_predictor.errors import ArtifactError, HorizonExceedsModelError, NotEnoughDataError
+from btc_predictor.forecasting.base import FloatArray
+from btc_predictor.forecasting.intervals import (
+    DEFAULT_WINDOW,
+    conformal_quantile,
+    recent_residuals,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Point forecasts for horizons 1..h with their conformal interval at ``level``."""
+
+    values: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class Widths:
+    """Log-space half-widths per horizon at one level; ``problems[h-1]`` says why one is
+    missing (too few residuals), else None."""
+
+    q: FloatArray
+    problems: tuple[str | None, ...]
+
+
+class HalfWidths:
+    """A version's split-conformal half-widths per horizon, computed once per level."""
+
+    def __init__(
+        self, residuals_per_horizon: Sequence[FloatArray], *, window: int | None = DEFAULT_WINDOW
+    ) -> None:
+        self.recent = [recent_residuals(r, window) for r in residuals_per_horizon]
+        self._levels: dict[int, Widths] = {}
+
+    def at(self, level: int) -> Widths:
+        """The half-widths at ``level`` (the same order statistic ``intervals_per_horizon``
+        takes); memoised, so each level costs one quantile per horizon once per version."""
+        hit = self._levels.get(level)
+        if hit is None:
+            q: list[float] = []
+            problems: list[str | None] = []
+            for residuals in self.recent:
+                try:
+                    q.append(conformal_quantile(residuals, level))
+                    problems.append(None)
+                except NotEnoughDataError as exc:
+                    q.append(np.nan)
+                    problems.append(str(exc))
+            hit = Widths(np.array(q, dtype=np.float64), tuple(problems))
+            self._levels[level] = hit
+        return hit
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPath:
+    """The point path of one run (horizons 1..max) and the version's half-widths."""
+
+    values: FloatArray
+    last_close: float
+    widths: HalfWidths
+    _bounds: dict[int, tuple[FloatArray, FloatArray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def max_horizon(self) -> int:
+        """The longest horizon this run forecast."""
+        return int(self.values.size)
+
+    def bounds(self, level: int) -> tuple[FloatArray, FloatArray]:
+        """Lower and upper bounds over the whole path at ``level`` (NaN where undefined)."""
+        hit = self._bounds.get(level)
+        if hit is None:
+            q = self.widths.at(level).q
+            q = np.concatenate([q, np.full(max(self.max_horizon - q.size, 0), np.nan)])
+            q = q[: self.max_horizon]
+            # Overflow and NaN half-widths are refused per request (see ``forecast``).
+            with np.errstate(over="ignore", invalid="ignore"):
+                hit = (self.values * np.exp(-q), self.values * np.exp(q))
+            self._bounds[level] = hit
+        return hit
+
+    def forecast(self, horizon: int, level: int) -> Forecast:
+        """Horizons 1..``horizon`` at ``level``, refused as a fresh run would refuse them."""
+        if horizon > self.max_horizon:
+            raise HorizonExceedsModelError(
+                f"horizon {horizon} exceeds this model's {self.max_horizon} days; "
+                f"train with BTCP_MAX_HORIZON >= {horizon}"
+            )
+        self._check_widths(horizon, level)
+        lower, upper = self.bounds(level)
+        values = self.values[:horizon]
+        _require_finite(values, lower[:horizon], upper[:horizon])
+        return Forecast(values, lower[:horizon], upper[:horizon], level)
+
+    def usable(self, level: int) -> int:
+        """How many leading horizons ``forecast`` serves at ``level`` without an error."""
+        lower, upper = self.bounds(level)
+        good = np.isfinite(self.values) & np.isfinite(lower) & np.isfinite(upper)
+        return int(np.argmin(good)) if not good.all() else self.max_horizon
+
+    def _check_widths(self, horizon: int, level: int) -> None:
+        """NotEnoughDataError when a horizon up to ``horizon`` has no interval at ``level``."""
+        widths = self.widths.at(level)
+        if len(widths.problems) < horizon:
+            raise NotEnoughDataError(
+                f"residuals are stored for {len(widths.problems)} horizons, "
+                f"the forecast has {horizon}"
+            )
+        problem = next((p for p in widths.problems[:horizon] if p is not None), None)
+        if problem is not None:
+            raise NotEnoughDataError(problem)
+
+
+def _require_finite(values: FloatArray, lower: FloatArray, upper: FloatArray) -> None:
+    """A forecast is served only when every number in it is finite (JSON has no NaN or inf)."""
+    bad = ~(np.isfinite(values) & np.isfinite(lower) & np.isfinite(upper))
+    if bad.any():
+        h = int(np.argmax(bad)) + 1
+        raise ArtifactError(
+            f"this model's forecast is not finite at horizon {h} "
+            f"({values[h - 1]} in [{lower[h - 1]}, {upper[h - 1]}]): it cannot serve these closes"
+        )

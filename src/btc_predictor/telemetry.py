@@ -110,6 +110,39 @@ HEALTH_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Scored ledger forecasts in the last 30 days (alerts wait for enough of them).",
         ("asset", "horizon"),
     ),
+    # Risk (issue 17): the scored risk ledger and the adaptive interval state.
+    "bitcoin_lstm_live_range_abs_error": (
+        "Mean absolute error (percentage points) of scored range forecasts over the last 30 "
+        'days; model="naive-range" is the naive range (the last closed day\'s) on the same days.',
+        ("asset", "horizon", "model"),
+    ),
+    "bitcoin_lstm_live_range_scored_forecasts": (
+        "Scored risk ledger forecasts in the last 30 days (alerts wait for enough of them).",
+        ("asset", "horizon"),
+    ),
+    "bitcoin_lstm_live_var_violation_ratio": (
+        "Share of the newest 250 scored next-day targets whose close fell below VaR at the "
+        "level (95: expect 0.05, 99: expect 0.01).",
+        ("asset", "level"),
+    ),
+    "bitcoin_lstm_live_var_scored_days": (
+        "Scored next-day targets behind the VaR violation ratio (at most 250).",
+        ("asset", "level"),
+    ),
+    "bitcoin_lstm_live_range_pct": (
+        "The newest scored next-day range forecast (range % of the previous close): "
+        "forecast, lower, upper, naive and the realised range.",
+        ("asset", "series"),
+    ),
+    "bitcoin_lstm_live_var_loss_pct": (
+        "The newest scored next-day VaR 95/99 and the realised loss (% of the previous close; "
+        "negative = a gain).",
+        ("asset", "series"),
+    ),
+    "bitcoin_lstm_interval_adaptive_level": (
+        "Coverage level the adaptive intervals apply for nominal 90% (0.9 in a steady regime).",
+        ("asset", "horizon"),
+    ),
     "bitcoin_lstm_alert_threshold": (
         "Alert thresholds from settings (BTCP_ALERT_*), used by monitoring/alerts.yml.",
         ("name",),

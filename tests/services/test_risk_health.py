@@ -1,0 +1,152 @@
+"""Risk health: live range error vs naive range, VaR violations and their Kupiec band, the
+adaptive level from stored scores, and the health schedule's risk retrain."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from btc_predictor.config import Settings
+from btc_predictor.forecasting.metrics import kupiec_pof
+from btc_predictor.jobs import queue as jobs
+from btc_predictor.jobs.schedules import enqueue_due
+from btc_predictor.services import risk_health
+from btc_predictor.services.training import train
+from btc_predictor.shapes.requests import TrainRequest
+from btc_predictor.storage.db import write_session
+from tests.conftest import NOW
+from tests.factories import TODAY, fill_ledger
+from tests.risk_rows import fill_interval_scores, fill_risk_ledger, risk_scored
+
+
+def test_live_range_is_hand_computed(settings: Settings, engine: Engine) -> None:
+    with write_session(engine) as session:
+        session.add_all(
+            [
+                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0),  # |1|, naive |3|
+                risk_scored(TODAY - timedelta(days=1), range_pct=3.0, actual=6.0, naive=6.5),
+                # outside the 30-day window: ignored
+                risk_scored(TODAY - timedelta(days=30), range_pct=1.0, actual=90.0, naive=1.0),
+            ]
+        )
+    live = risk_health.live_range(engine, asset="BTC-USD", end=TODAY)
+    assert live[1].n == 2
+    assert live[1].mae_by_model == {"har": pytest.approx(2.0)}  # (1 + 3) / 2
+    assert live[1].naive_mae == pytest.approx(1.75)  # (3 + 0.5) / 2
+
+
+def test_var_record_counts_the_newest_250_days(settings: Settings, engine: Engine) -> None:
+    # 300 days; violations of VaR 95 every 10th day, of VaR 99 (and so 95 too) every 50th.
+    fill_risk_ledger(engine, 300, violate_95_every=10, violate_99_every=50)
+    record = risk_health.var_record(engine, asset="BTC-USD", end=TODAY)
+    assert record.days == 250 and record.served == {95: 250, 99: 250}
+    # k = 0..249: multiples of 10 -> 25 days break VaR 95; multiples of 50 -> 5 break VaR 99.
+    assert record.violations == {95: 25, 99: 5}
+
+
+def test_a_day_served_twice_counts_once(settings: Settings, engine: Engine) -> None:
+    with write_session(engine) as session:
+        session.add_all(
+            [
+                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, loss=4.0, version=2),
+                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, loss=4.0, version=3),
+                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, var_99=None, version=4),
+            ]
+        )
+    record = risk_health.var_record(engine, asset="BTC-USD", end=TODAY)
+    assert record.days == 1 and record.violations == {95: 1, 99: 0}
+
+
+def test_the_kupiec_band_is_the_pof_acceptance_region() -> None:
+    assert risk_health.kupiec_band(250, 95) == (7, 19)
+    assert risk_health.kupiec_band(250, 99) == (1, 6)
+    for level, (low, high) in ((95, (7, 19)), (99, (1, 6))):
+        p = 1 - level / 100
+
+        def pvalue(x: int, p: float = p) -> float:
+            test = kupiec_pof(np.arange(250) < x, p)
+            assert test is not None
+            return test.pvalue
+
+        assert pvalue(low) >= 0.05 and pvalue(high) >= 0.05
+        assert pvalue(low - 1) < 0.05 and pvalue(high + 1) < 0.05
+
+
+def test_adaptive_level_reads_the_active_versions_scores(served: Settings, engine: Engine) -> None:
+    assert risk_health.adaptive_level(served, engine, "BTC-USD", 1) is None  # nothing stored
+    steady = np.abs(np.random.default_rng(3).standard_normal(600))
+    fill_interval_scores(engine, [float(v) for v in steady] + [3.0] * 40)
+    fill_interval_scores(engine, [0.01] * 600, price_version=99)  # not the active version
+    level = risk_health.adaptive_level(served, engine, "BTC-USD", 1)
+    assert level is not None and level > 0.95  # 40 misses in a row: chasing a new regime
+    static = served.model_copy(update={"intervals": "static"})
+    assert risk_health.adaptive_level(static, engine, "BTC-USD", 1) is None
+
+
+def test_risk_degradation_needs_every_one_of_the_last_days(
+    settings: Settings, engine: Engine
+) -> None:
+    fill_risk_ledger(engine, 30, actual=4.5, naive=5.5)  # |0.5| vs naive |1.0|: healthy
+    assert risk_health.risk_degradation(settings, engine, "BTC-USD", TODAY) is None
+    fill_risk_ledger(engine, 2, range_pct=40.0, version=3)  # two awful days
+    assert risk_health.risk_degradation(settings, engine, "BTC-USD", TODAY) is None
+    fill_risk_ledger(engine, 1, range_pct=40.0, end=TODAY - timedelta(days=2), version=4)
+    reason = risk_health.risk_degradation(settings, engine, "BTC-USD", TODAY)
+    assert reason is not None and "worse than naive-range" in reason and "for 3 days" in reason
+
+
+def health_retrains(engine: Engine, settings: Settings, now: datetime) -> list[dict[str, object]]:
+    """Run due schedules at ``now``; the health-triggered retrain jobs they queued."""
+    queued = [jobs.get_job(engine, j) for j in enqueue_due(engine, settings, now=now)]
+    return [j for j in queued if j["kind"] == "retrain" and j["params"].get("trigger") == "health"]
+
+
+@pytest.fixture
+def risk_served(served: Settings, engine: Engine) -> Settings:
+    """``served`` plus an active naive-range risk model."""
+    train(served, engine, TrainRequest(model="naive-range", promote="always"), now=NOW)
+    return served
+
+
+def test_a_degraded_risk_model_is_retrained_once_per_cooldown(
+    risk_served: Settings, engine: Engine
+) -> None:
+    fill_ledger(engine, 30, error=8.0)  # the price model is fine
+    fill_risk_ledger(engine, 30, range_pct=9.0, actual=4.5, naive=5.5)  # 4.5x naive's error
+    first = health_retrains(engine, risk_served, NOW)
+    assert len(first) == 1
+    params = first[0]["params"]
+    assert params["model"] == "naive-range" and "range MAE" in str(params["reason"])
+    jobs.cancel_job(engine, str(first[0]["id"]), now=NOW)
+    for hours in (1, 24, 24 * 6):  # still degraded, but within the 7-day cooldown
+        assert health_retrains(engine, risk_served, NOW + timedelta(hours=hours, minutes=1)) == []
+    later = NOW + risk_served.retrain_cooldown + timedelta(hours=1)
+    fill_ledger(engine, 30, error=8.0, end=later.date(), version=5)
+    fill_risk_ledger(engine, 30, range_pct=9.0, end=later.date(), version=6)
+    again = health_retrains(engine, risk_served, later)
+    assert [j["params"]["model"] for j in again] == ["naive-range"]
+
+
+def test_a_risk_retrain_does_not_hold_back_a_price_retrain(
+    risk_served: Settings, engine: Engine
+) -> None:
+    fill_risk_ledger(engine, 30, range_pct=9.0)
+    assert len(health_retrains(engine, risk_served, NOW)) == 1  # the risk model's
+    later = NOW + timedelta(days=2)
+    fill_ledger(engine, 30, error=20.0, end=later.date())  # now the price model degrades
+    retrains = health_retrains(engine, risk_served, later)
+    assert len(retrains) == 1 and "model" not in retrains[0]["params"]  # both defaults
+
+
+def test_a_healthy_risk_model_or_none_active_is_not_retrained(
+    served: Settings, engine: Engine
+) -> None:
+    fill_risk_ledger(engine, 30, range_pct=9.0)
+    assert health_retrains(engine, served, NOW) == []  # no active risk model
+    train(served, engine, TrainRequest(model="naive-range", promote="always"), now=NOW)
+    later = NOW + timedelta(days=40)
+    fill_risk_ledger(engine, 30, end=later.date(), version=7)  # healthy month
+    assert health_retrains(engine, served, later) == []

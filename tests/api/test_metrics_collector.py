@@ -92,7 +92,9 @@ def test_risk_gauges_come_from_the_risk_ledger_and_interval_scores(
         engine, [float(v) for v in np.abs(np.random.default_rng(2).standard_normal(500))]
     )
 
-    families = scrape(HealthCollector(served, engine, forecast=lambda r, n: {"points": []}, clock=lambda: NOW))
+    families = scrape(
+        HealthCollector(served, engine, forecast=lambda r, n: {"points": []}, clock=lambda: NOW)
+    )
     errors = {
         (s["horizon"], s["model"]): v for s, v in families["bitcoin_lstm_live_range_abs_error"]
     }

@@ -103,6 +103,18 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     # a risk model asked for a price forecast: the line says where to ask instead
     (["predict", "--model", "har"], NO_ENV, "`har` is a risk model: it forecasts the daily range"),
     (["predict", "--model", "naive-range"], NO_ENV, "ask `btc-predictor risk` or GET /api/v1/risk"),
+    # risk (no risk version is stored: the line says what to train)
+    (["risk"], NO_ENV, "no active risk model for BTC-USD: run `btc-predictor train --model har"),
+    (["risk", "--model", "ewma-vol"], NO_ENV, "run `btc-predictor train --model ewma-vol --asset"),
+    (["risk", "--model", "foo"], NO_ENV, "--model: unknown risk model `foo` (valid risk models"),
+    (["risk", "--horizon", "0"], NO_ENV, "--horizon: Input should be greater than or equal to 1"),
+    (["risk", "--horizon", "31"], NO_ENV, "horizon 31 is out of range (1..30)"),
+    (["risk", "--level", "100"], NO_ENV, "--level: Input should be less than or equal to 99"),
+    (["risk", "--asset", "ETH-USD"], NO_ENV, "asset ETH-USD is neither tracked nor stored"),
+    (["risk", "--asset", "bitcoin"], NO_ENV, "--asset: `bitcoin` is not of the form BASE-QUOTE"),
+    # a price model asked for a risk forecast: the line says where to ask instead
+    (["risk", "--model", "lstm"], NO_ENV, "`lstm` is a price model: it forecasts closes"),
+    (["risk", "--model", "drift"], NO_ENV, "ask `btc-predictor predict` or GET /api/v1/forecast"),
     # backtest (paths are checked before the backtest runs)
     (["backtest", "--days", "9", "--start", "2024-01-01"], NO_ENV, "give days or start, not both"),
     (["backtest", "--days", "5000", "--model", "naive"], NO_ENV, "leaves no history to fit on"),

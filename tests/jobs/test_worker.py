@@ -39,6 +39,7 @@ from btc_predictor.storage.model_store import list_versions
 from btc_predictor.telemetry import JOBS_TOTAL
 from tests.conftest import NOW
 from tests.factories import FakeSource, make_candles
+from tests.services import test_risk_ledger
 
 
 def quiet(settings: Settings, **changes: Any) -> Settings:
@@ -135,6 +136,7 @@ def test_a_ledger_scoring_bug_does_not_fail_the_ingest(
         raise ValueError("bad row")
 
     monkeypatch.setattr(ledger, "score_ledger", score_ledger)
+    monkeypatch.setattr(ledger, "score_risk_ledger", score_ledger)
     source = FakeSource("yahoo", make_candles(date(2025, 11, 1), 30))
     job = jobs.submit(engine, sqlite_settings, kind="ingest", params={}, now=NOW)
     make_worker(sqlite_settings, engine, source_factory=lambda spec: source).run_once()
@@ -142,6 +144,34 @@ def test_a_ledger_scoring_bug_does_not_fail_the_ingest(
     # The candles are stored by then: a scoring bug is reported, not turned into a failed ingest.
     assert done["status"] == "succeeded" and done["result"]["inserted"] == 30
     assert done["result"]["ledger"] == {"error": "ValueError: bad row"}
+    assert done["result"]["risk_ledger"] == {"error": "ValueError: bad row"}
+    engine.dispose()
+
+
+def test_an_ingest_job_scores_the_risk_ledger(sqlite_settings: Settings) -> None:
+    engine = create_db_engine(sqlite_settings)
+    upgrade(engine)
+    first, second = test_risk_ledger.risk().points  # moved a day back: 11-30 and 12-01
+    served = test_risk_ledger.risk().model_copy(
+        update={
+            "as_of": NOW.replace(day=30, month=11, hour=0),
+            "points": [
+                first.model_copy(update={"target_date": date(2025, 11, 30)}),
+                second.model_copy(update={"target_date": date(2025, 12, 1)}),
+            ],
+        }
+    )
+    rows = ledger.risk_entry_rows(served, price_version=None, p_up=[None, None], now=NOW)
+    ledger.record_risk_rows(engine, rows)
+    source = FakeSource("yahoo", make_candles(date(2025, 11, 1), 30))  # through 11-30
+    job = jobs.submit(engine, sqlite_settings, kind="ingest", params={}, now=NOW)
+    make_worker(sqlite_settings, engine, source_factory=lambda spec: source).run_once()
+    done = jobs.get_job(engine, job["id"])
+    assert done["status"] == "succeeded" and done["result"]["risk_ledger"] == 1
+    scored = [
+        r.horizon for r in ledger.list_risk_predictions(engine, asset="BTC-USD") if r.scored_at
+    ]
+    assert scored == [1]
     engine.dispose()
 
 

@@ -162,6 +162,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.to_thread(app.state.serving.ledger.flush)  # forecasts served last
+            await asyncio.to_thread(app.state.serving.risk_ledger.flush)
             telemetry.process_exited(settings.metrics_dir)
             if probes is not db:
                 probes.dispose()

@@ -1,13 +1,14 @@
-"""The two hot read paths, ``GET /predict`` and ``GET /api/v1/forecast``, as plain routes.
+"""The hot read paths, ``GET /predict``, ``GET /api/v1/forecast`` and ``GET /api/v1/risk``, as
+plain routes.
 
 Served from the in-memory forecast cache, these answers cost less than the framework around
 them: FastAPI's dependency solving, its route matching through included routers and its
 response-model validation took ~3x the reference app's CPU per request (bench/asgi_cost.py).
 So they are Starlette routes placed first in the app: the query is validated by the same
-query shape the FastAPI declaration uses (``shapes.requests.ForecastQuery``/``PredictQuery``:
-same rules, same 422), memoised per raw query string, and the body written with orjson. The
-FastAPI declarations in routes/legacy.py and routes/forecast.py stay as their documented
-contract (OpenAPI), and tests check that both give identical answers.
+query shape the FastAPI declaration uses (``shapes.requests.ForecastQuery``/``PredictQuery``/
+``RiskQuery``: same rules, same 422), memoised per raw query string, and the body written with
+orjson. The FastAPI declarations in routes/legacy.py, routes/forecast.py and routes/risk.py
+stay as their documented contract (OpenAPI), and tests check that both give identical answers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from starlette.routing import BaseRoute
 
 from btc_predictor.api.routing import LabelledRoute
 from btc_predictor.api.state import ServingState
-from btc_predictor.shapes.requests import ForecastQuery, ForecastRequest, PredictQuery
+from btc_predictor.shapes.requests import (
+    ForecastQuery,
+    ForecastRequest,
+    PredictQuery,
+    RiskQuery,
+    RiskRequest,
+)
 from btc_predictor.telemetry import PREDICTIONS_TOTAL
 
 
@@ -43,6 +50,15 @@ def _wanted(shape: type[PredictQuery] | type[ForecastQuery], query: bytes) -> Fo
     return parsed.next_day() if isinstance(parsed, PredictQuery) else parsed
 
 
+@functools.lru_cache(maxsize=16384)
+def _risk_wanted(query: bytes) -> RiskRequest:
+    """The risk forecast a query string asks for (validated, memoised like ``_wanted``)."""
+    try:
+        return RiskQuery.model_validate(dict(parse_qsl(query.decode("latin-1"), True)))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
 async def serve_forecast(request: Request, query: ForecastRequest, now: datetime) -> dict[str, Any]:
     """Derived from the cached model run, else computed off the event loop (identical misses
     share one computation)."""
@@ -51,6 +67,16 @@ async def serve_forecast(request: Request, query: ForecastRequest, now: datetime
     if result is None:
         result = await serving.compute(query, now)
     PREDICTIONS_TOTAL.inc()
+    return result
+
+
+async def serve_risk(request: Request, query: RiskRequest, now: datetime) -> dict[str, Any]:
+    """Derived from the cached risk run, else computed off the event loop (identical misses
+    share one computation)."""
+    serving: ServingState = request.app.state.serving
+    result = serving.cached_risk(query, now)
+    if result is None:
+        result = await serving.compute_risk(query, now)
     return result
 
 
@@ -87,6 +113,12 @@ async def forecast(request: Request) -> Response:
     return _json(await serve_forecast(request, wanted, request.app.state.clock()))
 
 
+async def risk(request: Request) -> Response:
+    """``GET /api/v1/risk``: volatility, range with its interval, VaR, horizons 1..H."""
+    wanted = _risk_wanted(request.scope["query_string"])
+    return _json(await serve_risk(request, wanted, request.app.state.clock()))
+
+
 def _json(body: dict[str, Any]) -> Response:
     """A JSON response written by orjson (floats round-trip exactly, like json.dumps)."""
     # orjson writes NaN and inf as null; a forecast never holds one (OnnxModel.forecast
@@ -99,4 +131,5 @@ def hot_routes() -> list[BaseRoute]:
     return [
         LabelledRoute("/predict", predict, methods=["GET"]),
         LabelledRoute("/api/v1/forecast", forecast, methods=["GET"]),
+        LabelledRoute("/api/v1/risk", risk, methods=["GET"]),
     ]

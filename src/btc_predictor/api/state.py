@@ -26,27 +26,47 @@ from typing import Any
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from btc_predictor.api.risk_cache import CachedRiskRun
 from btc_predictor.config import Settings
-from btc_predictor.errors import BtcpError, UnavailableError
+from btc_predictor.errors import (
+    ArtifactError,
+    BtcpError,
+    HorizonExceedsModelError,
+    NoDataError,
+    NoModelError,
+    UnavailableError,
+)
 from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
     LoadedVersion,
     ModelRun,
     asset_states,
+    check_horizon,
     check_request,
     load_stored_version,
     locate,
     run_model,
 )
 from btc_predictor.services.ingest import AssetSummaries
-from btc_predictor.shapes.requests import ForecastRequest
+from btc_predictor.services.risk import (
+    NO_PRICE,
+    PRICE_LEVEL,
+    LoadedRisk,
+    PriceRisk,
+    locate_risk,
+    price_risk,
+    run_risk_model,
+)
+from btc_predictor.shapes.requests import ForecastRequest, RiskRequest
 from btc_predictor.sources.base import data_age
 from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 # (asset, model, version, newest candle, data mark) as this process knows them
 FlightKey = tuple[str, str | None, int | None, datetime | None, int | None]
+# ... and the active price version, for a risk run (its VaR comes from that version)
+RiskFlightKey = tuple[str, str | None, int | None, datetime | None, int | None, int | None]
 _HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
 
 
@@ -82,6 +102,11 @@ class CachedRun:
             "points": points[:horizon],
         }
 
+    def points_at(self, level: int) -> list[dict[str, Any]]:
+        """Every horizon servable at ``level`` as JSON (what risk answers read VaR from)."""
+        points = self.levels.get(level)
+        return self._points(level) if points is None else points
+
     def _points(self, level: int) -> list[dict[str, Any]]:
         """Every horizon servable at ``level`` as JSON (computed once per level)."""
         usable = self.run.path.usable(level)
@@ -91,13 +116,15 @@ class CachedRun:
 
 
 class _Slot:
-    """One loaded version in the LRU and its run on the current data, once computed."""
+    """One loaded version in the LRU and its run on the current data, once computed (a price
+    version's ``run``, or a risk version's ``risk``)."""
 
-    __slots__ = ("loaded", "run")
+    __slots__ = ("loaded", "risk", "run")
 
-    def __init__(self, loaded: LoadedVersion) -> None:
+    def __init__(self, loaded: LoadedVersion | LoadedRisk) -> None:
         self.loaded = loaded
         self.run: CachedRun | None = None
+        self.risk: CachedRiskRun | None = None
 
 
 class LedgerQueue:
@@ -151,9 +178,21 @@ class LedgerQueue:
     def _write(self, rows: list[dict[str, Any]]) -> None:
         """One batch in one transaction (repeats are skipped by the table's key)."""
         try:
-            ledger.record_rows(self.engine, rows)
+            self._record(rows)
         except Exception:  # the ledger must never cost the user their forecast
             log.exception("could not record %d forecast points in the ledger", len(rows))
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        """Write one batch (looked up per call, so tests can hold the writer)."""
+        ledger.record_rows(self.engine, rows)
+
+
+class RiskLedgerQueue(LedgerQueue):
+    """Risk ledger rows of served risk forecasts, written like the forecast ledger's."""
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        """Write one batch into ``risk_predictions``."""
+        ledger.record_risk_rows(self.engine, rows)
 
 
 class ServingState:
@@ -166,9 +205,12 @@ class ServingState:
         self._slots: OrderedDict[int, _Slot] = OrderedDict()
         self._states: dict[str, AssetState] = {}
         self._flights: dict[FlightKey, asyncio.Future[CachedRun]] = {}
+        self._risk_flights: dict[RiskFlightKey, asyncio.Future[CachedRiskRun]] = {}
         self.ledger = LedgerQueue(engine)
+        self.risk_ledger = RiskLedgerQueue(engine)
         self.summaries = AssetSummaries()
         self.model_runs = 0  # model runs this process made (what coalescing saves)
+        self.risk_runs = 0  # risk model runs, likewise
         # Why a version could not be loaded (its artifacts fail their checks), by version id:
         # found when the poller first sees it active, and reported by /health.
         self._load_errors: dict[int, str] = {}
@@ -297,7 +339,11 @@ class ServingState:
         """The run serving (asset, model) on the stored data: this process's when it has that
         run, else one model run (blocking: database reads and ONNX)."""
         with self._lock:
-            loaded = {version_id: slot.loaded for version_id, slot in self._slots.items()}
+            loaded = {
+                version_id: slot.loaded
+                for version_id, slot in self._slots.items()
+                if isinstance(slot.loaded, LoadedVersion)
+            }
         located = locate(self.settings, self.engine, asset, model, loaded=loaded)
         slot = self._slots.get(located.version.version_id)
         if slot is not None and slot.run is not None and slot.run.run.key == located.key:
@@ -312,7 +358,7 @@ class ServingState:
         """Hold a version's newest run as the most recently used entry (evicting the least)."""
         self._hold(loaded).run = run
 
-    def _hold(self, loaded: LoadedVersion) -> _Slot:
+    def _hold(self, loaded: LoadedVersion | LoadedRisk) -> _Slot:
         """The version's slot, made the most recently used (the least used one evicted)."""
         slot = self._slots.get(loaded.version_id)
         if slot is None:
@@ -330,10 +376,13 @@ class ServingState:
                 continue
             if state is None or version_id not in wanted:
                 self._slots.pop(version_id, None)
-            elif slot.run is not None and (
+                continue
+            if slot.run is not None and (
                 slot.run.last_ts != state.last_candle or slot.run.data_mark != state.data_mark
             ):
                 slot.run = None
+            if slot.risk is not None and not _risk_current(slot.risk, state):
+                slot.risk = None
 
     def _answer(self, run: CachedRun, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """The request's forecast from a run; its horizons enter the ledger once per run."""
@@ -356,6 +405,151 @@ class ServingState:
         fresh = ninety.model_copy(update={"points": ninety.points[start:]})
         self.ledger.add(ledger.entry_rows(fresh, now=now))
         self.ledger.kick()
+
+    # --- risk forecasts (GET /api/v1/risk): the same LRU, state and coalescing ------------
+
+    def cached_risk(self, request: RiskRequest, now: datetime) -> dict[str, Any] | None:
+        """The risk forecast derived from this process's risk run for the request's state
+        (no I/O): the hot path of every cached risk answer, kept inline like ``cached``."""
+        state = self._states.get(request.asset)
+        if state is None or request.horizon > self.settings.max_horizon:
+            return None  # horizons beyond the setting are refused by ``compute_risk``
+        model = request.model
+        version = state.risk_version if model is None else state.risk_version_for(model)
+        slot = self._slots.get(version) if version is not None else None
+        run = None if slot is None else slot.risk
+        if (
+            run is None
+            or run.last_ts != state.last_candle
+            or run.data_mark != state.data_mark
+            or run.price_version != state.active_version
+        ):
+            return None
+        try:  # noqa: SIM105
+            self._slots.move_to_end(version)  # type: ignore[arg-type]
+        except KeyError:  # evicted meanwhile: the run is still a valid answer
+            pass
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note_risk(run, request.horizon, now)
+        return payload
+
+    async def compute_risk(self, request: RiskRequest, now: datetime) -> dict[str, Any]:
+        """A risk forecast no cached run answers: identical misses share one computation, run
+        in a worker thread; the caller's risk ledger rows are written before it returns."""
+        check_horizon(self.settings, request.horizon)
+        key = self._risk_flight_key(request)
+        flight = self._risk_flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(
+                run_in_threadpool(self._load_risk, request.asset, request.model)
+            )
+            self._risk_flights[key] = flight
+            flight.add_done_callback(lambda done: self._land_risk(key, done))
+        run = await asyncio.shield(flight)
+        payload = self._answer_risk(run, request, now)
+        writer = self.risk_ledger.kick()
+        if writer is not None:
+            await asyncio.shield(writer)
+        return payload
+
+    def risk(self, request: RiskRequest, now: datetime) -> dict[str, Any]:
+        """The risk object for a request: from memory, else computed here (blocking I/O)."""
+        check_horizon(self.settings, request.horizon)
+        payload = self.cached_risk(request, now)
+        if payload is None:
+            payload = self._answer_risk(self._load_risk(request.asset, request.model), request, now)
+        self.risk_ledger.flush()
+        return payload
+
+    def _risk_flight_key(self, request: RiskRequest) -> RiskFlightKey:
+        """What identical risk misses share: the request's risk run as this process knows it."""
+        state = self._states.get(request.asset)
+        if state is None:
+            return (request.asset, request.model, None, None, None, None)
+        version = state.risk_version_for(request.model)
+        return (
+            request.asset,
+            request.model,
+            version,
+            state.last_candle,
+            state.data_mark,
+            state.active_version,
+        )
+
+    def _land_risk(self, key: RiskFlightKey, done: asyncio.Future[CachedRiskRun]) -> None:
+        """A risk computation ended: later misses start their own."""
+        if self._risk_flights.get(key) is done:
+            del self._risk_flights[key]
+
+    def _load_risk(self, asset: str, model: str | None) -> CachedRiskRun:
+        """The risk run serving (asset, model) on the stored data: this process's when it has
+        that run, else one risk model run (blocking: database reads and numpy)."""
+        with self._lock:
+            loaded = {
+                version_id: slot.loaded
+                for version_id, slot in self._slots.items()
+                if isinstance(slot.loaded, LoadedRisk)
+            }
+        located = locate_risk(self.settings, self.engine, asset, model, loaded=loaded)
+        slot = self._slots.get(located.version.version_id)
+        if slot is not None and slot.risk is not None and slot.risk.run.key == located.key:
+            return slot.risk
+        price = self._price_risk(asset) if located.price_version is not None else NO_PRICE
+        run = CachedRiskRun(run_risk_model(asset, located, price), self.settings)
+        with self._lock:
+            self.risk_runs += 1
+            self._hold(located.version).risk = run
+        return run
+
+    def _price_risk(self, asset: str) -> PriceRisk:
+        """VaR and p_up of the active price version's run (this process's, else one run); none
+        when it cannot forecast (a risk answer never fails for the price model's sake)."""
+        try:
+            run = self._load(asset, None)
+        except NoModelError:
+            return NO_PRICE
+        except (ArtifactError, NoDataError, HorizonExceedsModelError) as exc:
+            log.warning("no VaR beside the %s risk forecast: %s", asset, exc)
+            return NO_PRICE
+        return price_risk(run.run.version.version_id, run.points_at(PRICE_LEVEL))
+
+    def _answer_risk(
+        self, run: CachedRiskRun, request: RiskRequest, now: datetime
+    ) -> dict[str, Any]:
+        """The request's risk forecast from a run; its horizons enter the ledger once per run."""
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note_risk(run, request.horizon, now)
+        return payload
+
+    def _note_risk(self, run: CachedRiskRun, horizon: int, now: datetime) -> None:
+        """Queue the risk ledger rows (90% range intervals) of horizons not recorded yet."""
+        with self._lock:
+            start, run.recorded = run.recorded, max(run.recorded, horizon)
+        if horizon <= start:
+            return
+        try:
+            ninety = run.run.risk(self.settings, horizon, ledger.LEDGER_LEVEL, now=now)
+        except BtcpError as exc:  # no 90% range interval here: nothing the ledger can score
+            log.warning("risk forecast not recorded in the ledger: %s", exc)
+            return
+        fresh = ninety.model_copy(update={"points": ninety.points[start:]})
+        p_up = run.run.p_up(horizon)[start:]
+        version = run.run.price.version
+        self.risk_ledger.add(
+            ledger.risk_entry_rows(fresh, price_version=version, p_up=p_up, now=now)
+        )
+        self.risk_ledger.kick()
+
+
+def _risk_current(run: CachedRiskRun, state: AssetState) -> bool:
+    """Whether a risk run still answers for ``state``: same data, same active price version."""
+    return (
+        run.last_ts == state.last_candle
+        and run.data_mark == state.data_mark
+        and run.price_version == state.active_version
+    )
 
 
 def _why(exc: Exception) -> str:

@@ -196,6 +196,27 @@ def predict(
 
 
 @command(app)
+def risk(
+    asset: AssetOpt = DEFAULT_ASSET,
+    horizon: HorizonOpt = DEFAULT_HORIZON,
+    level: LevelOpt = DEFAULT_LEVEL,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Newest version of this risk kind instead of the active risk model."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Forecast daily volatility and range (with its interval) and VaR from stored data."""
+    from btc_predictor.services.risk import risk as run_risk
+    from btc_predictor.shapes.requests import RiskRequest
+
+    request = build(RiskRequest, asset=asset, horizon=horizon, level=level, model=model)
+    config = settings()
+    report = run_risk(config, engine(config), request, now=utc_now())
+    print_json(report) if as_json else views.show_risk(report)
+
+
+@command(app)
 def backtest(
     asset: AssetOpt = DEFAULT_ASSET,
     model: ModelOpt = None,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
         Forecast,
         IngestReport,
         ModelVersion,
+        Risk,
         RiskBacktestReport,
         RiskMetrics,
         TrainResult,
@@ -128,6 +129,32 @@ def show_forecast(report: Forecast) -> None:
             f"{p.value:,.2f}",
             f"{p.lower:,.2f} .. {p.upper:,.2f}",
             f"{p.naive:,.2f}",
+        )
+    out.print(table)
+
+
+def show_risk(report: Risk) -> None:
+    """A human risk table: σ, expected range (in % and in price) with its interval, VaR."""
+    stale = " [red](stale)[/]" if report.stale else ""
+    out.print(
+        f"{report.asset} last close {report.last_close:,.2f} on {report.last_date}"
+        f"{stale} · {report.model} v{report.model_version}"
+    )
+    table = Table()
+    columns = ("h", "date", "σ", "range %", f"{report.level}% interval", "range", "naive %")
+    for column in (*columns, "VaR 95", "VaR 99"):
+        table.add_column(column)
+    for p in report.points:
+        table.add_row(
+            str(p.horizon),
+            p.target_date.isoformat(),
+            f"{p.volatility:.2%}",
+            f"{p.range_pct:.2f}",
+            f"{p.range_lower_pct:.2f} .. {p.range_upper_pct:.2f}",
+            f"{p.range_price:,.2f}",
+            f"{p.naive_range_pct:.2f}",
+            "—" if p.var_95 is None else f"{p.var_95:.2f}%",
+            "—" if p.var_99 is None else f"{p.var_99:.2f}%",
         )
     out.print(table)
 

@@ -74,6 +74,7 @@ def run_ingest(ctx: JobContext, job: IngestJob, progress: Progress) -> dict[str,
         )
     result = report.model_dump(mode="json")
     result["ledger"] = _score_ledger(ctx.engine, job.asset, ctx.clock())
+    result["risk_ledger"] = _score_ledger(ctx.engine, job.asset, ctx.clock(), risk=True)
     if job.then_train:
         result["follow_up_job_id"] = _chain_training(ctx, job.asset)
     return result
@@ -106,13 +107,15 @@ def _chain_training(ctx: JobContext, asset: str) -> str | None:
     return str(job["id"])
 
 
-def _score_ledger(engine: Engine, asset: str, now: datetime) -> Any:
-    """Score served forecasts against new closes: how many, or the error that stopped it."""
+def _score_ledger(engine: Engine, asset: str, now: datetime, *, risk: bool = False) -> Any:
+    """Score served (price, or risk) forecasts against new candles: how many, or the error
+    that stopped it."""
+    score = ledger.score_risk_ledger if risk else ledger.score_ledger
     try:
-        return to_json(ledger.score_ledger(engine, asset, now=now))
+        return to_json(score(engine, asset, now=now))
     except Exception as exc:
         # The candles are already stored: a scoring problem must not fail the refresh itself.
-        log.exception("scoring the forecast ledger of %s failed", asset)
+        log.exception("scoring the %s ledger of %s failed", "risk" if risk else "forecast", asset)
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -54,6 +54,9 @@ class AssetState:
     # Newest usable version of each model kind and how many are usable (moves on new or
     # pruned versions): what ``model=`` resolves to.
     kinds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # The same for the risk family (what /api/v1/risk resolves to).
+    risk_version: int | None = None
+    risk_kinds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def version_for(self, model: str | None) -> int | None:
         """The version a request for ``model`` (None: the active one) is served by."""
@@ -62,27 +65,39 @@ class AssetState:
         kind = self.kinds.get(model)
         return None if kind is None else kind[0]
 
+    def risk_version_for(self, model: str | None) -> int | None:
+        """The risk version a risk request for ``model`` (None: the active one) is served by."""
+        if model is None:
+            return self.risk_version
+        kind = self.risk_kinds.get(model)
+        return None if kind is None else kind[0]
+
     def wanted(self) -> set[int]:
-        """Every version some request for this asset can be served by now."""
-        found = {newest for newest, _ in self.kinds.values()}
-        return found | ({self.active_version} if self.active_version is not None else set())
+        """Every version (price or risk) some request for this asset can be served by now."""
+        found = {newest for newest, _ in (*self.kinds.values(), *self.risk_kinds.values())}
+        active = {self.active_version, self.risk_version}
+        return found | {v for v in active if v is not None}
 
 
 def asset_states(engine: Engine) -> dict[str, AssetState]:
-    """Active version, newest candle, data mark and newest version per kind of every asset
-    with data, a version or a promotion."""
+    """Active version, newest candle, data mark and newest version per kind (of both
+    families) of every asset with data, a version or a promotion."""
     with read_session(engine) as session:
         # The mark is read before the candles: data read later is never older than its mark.
         marks = repo.data_marks(session=session)
         newest = {a: c.ts for a, c in repo.newest_candles(session=session).items()}
         kinds = store.usable_versions(session=session)
+        risk_kinds = store.usable_versions(session=session, family=store.RISK)
         assets = set(newest) | set(store.promoted_assets(session=session)) | set(kinds)
+        assets |= set(store.promoted_assets(session=session, family=store.RISK)) | set(risk_kinds)
         return {
             a: AssetState(
                 store.active_version_id(session=session, asset=a),
                 newest.get(a),
                 marks.get(a),
                 kinds.get(a, {}),
+                store.active_version_id(session=session, asset=a, family=store.RISK),
+                risk_kinds.get(a, {}),
             )
             for a in assets
         }

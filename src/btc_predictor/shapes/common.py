@@ -80,6 +80,21 @@ def _price_model_name(value: Any) -> Any:
     return value
 
 
+def _risk_model_name(value: Any) -> Any:
+    """A risk model name; a price model is refused with where to ask for it instead."""
+    if isinstance(value, str) and value in PRICE_MODEL_NAMES:
+        raise ValueError(
+            f"`{value}` is a price model: it forecasts closes, not the daily range and "
+            "volatility; ask `btc-predictor predict` or GET /api/v1/forecast for its forecast "
+            f"(risk models: {', '.join(RISK_MODEL_NAMES)})"
+        )
+    if isinstance(value, str) and value not in RISK_MODEL_NAMES:
+        raise ValueError(
+            f"unknown risk model `{value}` (valid risk models: {', '.join(RISK_MODEL_NAMES)})"
+        )
+    return value
+
+
 def _whole(value: Any) -> Any:
     """JSON's ``5.0`` is the integer 5 (JSON Schema agrees); ``true`` and ``5.5`` are not."""
     if isinstance(value, float) and value.is_integer():
@@ -103,6 +118,7 @@ Asset = Annotated[
 Day = Annotated[date, BeforeValidator(_day_text)]
 ModelName = Annotated[ModelKind, BeforeValidator(_model_name)]
 PriceModelName = Annotated[PriceModelKind, BeforeValidator(_price_model_name)]
+RiskModelName = Annotated[RiskModelKind, BeforeValidator(_risk_model_name)]
 # Field first, then the validator: the schema keeps its bounds, and the validator runs first.
 _whole_number = BeforeValidator(_whole)
 Seed = Annotated[

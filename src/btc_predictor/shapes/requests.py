@@ -1,4 +1,4 @@
-"""One request shape per use case: ingest/refresh, train/retrain, backtest, forecast.
+"""One request shape per use case: ingest/refresh, train/retrain, backtest, forecast, risk.
 
 The CLI builds them from its flags, the API takes them as bodies or query models, and jobs
 store them as JSON params and validate them again (JSON mode) before running.
@@ -29,6 +29,7 @@ from btc_predictor.shapes.common import (
     PromoteMode,
     Query,
     RefitEvery,
+    RiskModelName,
     Seed,
     Shape,
 )
@@ -140,6 +141,22 @@ class ForecastRequest(Shape):
 
 class ForecastQuery(ForecastRequest):
     """The forecast query string: text values, unknown parameters (cache-busters) ignored."""
+
+    model_config = ConfigDict(strict=False, extra="ignore")
+
+
+class RiskRequest(Shape):
+    """``btc-predictor risk`` and ``GET /api/v1/risk`` (also the risk cache key's part)."""
+
+    asset: Asset = DEFAULT_ASSET
+    horizon: Horizon = DEFAULT_HORIZON
+    level: Level = DEFAULT_LEVEL
+    # None: the active risk version. Price models are refused, naming where to ask for them.
+    model: RiskModelName | None = None
+
+
+class RiskQuery(RiskRequest):
+    """The risk query string: text values, unknown parameters (cache-busters) ignored."""
 
     model_config = ConfigDict(strict=False, extra="ignore")
 

@@ -281,6 +281,39 @@ class Forecast(Result):
     points: list[ForecastPoint]
 
 
+class RiskPoint(Result):
+    """One horizon of a risk forecast: σ of that day's log return (a fraction), its expected
+    range in % of the previous close with the range interval at the requested level, the
+    range in price units (of the last close), naive-range, and VaR 95/99 (loss in % of the
+    last close) from the active price version (None without one)."""
+
+    horizon: int
+    target_date: date
+    volatility: float
+    range_pct: float
+    range_lower_pct: float
+    range_upper_pct: float
+    range_price: float  # range_pct × last_close / 100
+    naive_range_pct: float  # the last closed day's range_pct
+    var_95: float | None
+    var_99: float | None
+
+
+class Risk(Result):
+    """``risk --json`` and ``GET /api/v1/risk``: one risk version's forecast from the data."""
+
+    asset: str
+    model: str
+    model_version: int
+    level: int
+    as_of: Instant  # when the newest candle closed: what the forecast knows
+    last_close: float
+    last_date: date
+    data_age_seconds: float
+    stale: bool
+    points: list[RiskPoint]
+
+
 class ModelVersion(Result):
     """A stored model version as listed (``models list --json``, ``GET /api/v1/models``)."""
 

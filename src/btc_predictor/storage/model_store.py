@@ -360,14 +360,16 @@ def _write_atomic(path: Path, content: bytes) -> Path:
 # --- what ``model=`` resolves to, for the serving cache's state poll (issue 14) ---
 
 
-def usable_versions(*, session: Session) -> dict[str, dict[str, tuple[int, int]]]:
-    """Per asset and price model kind: the newest unpruned version and how many are unpruned
-    (what ``model=`` forecasts resolve to)."""
+def usable_versions(
+    *, session: Session, family: str = PRICE
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per asset and model kind of ``family``: the newest unpruned version and how many are
+    unpruned (what ``model=`` forecasts, or risk forecasts, resolve to)."""
     query = (
         select(
             ModelVersionRow.asset, ModelVersionRow.model, func.max(ModelVersionRow.id), func.count()
         )
-        .where(ModelVersionRow.pruned_at.is_(None), ModelVersionRow.family == PRICE)
+        .where(ModelVersionRow.pruned_at.is_(None), ModelVersionRow.family == family)
         .group_by(ModelVersionRow.asset, ModelVersionRow.model)
     )
     found: dict[str, dict[str, tuple[int, int]]] = {}

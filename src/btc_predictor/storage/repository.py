@@ -152,6 +152,20 @@ def closes_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[dat
     return {ts.date(): close for ts, close in session.execute(query)}
 
 
+def candles_on(*, session: Session, asset: str, days: Iterable[date]) -> dict[date, Candle]:
+    """Stored candles of ``asset`` on the given days (days without a candle are left out)."""
+    stamps = [utc_day(d) for d in days]
+    if not stamps:
+        return {}
+    query = select(CandleRow).where(
+        CandleRow.asset == asset, CandleRow.interval == INTERVAL, CandleRow.ts.in_(stamps)
+    )
+    return {
+        r.ts.date(): Candle(r.ts, r.open, r.high, r.low, r.close, r.volume)
+        for r in session.scalars(query)
+    }
+
+
 def newest_candles(*, session: Session) -> dict[str, Candle]:
     """The newest stored candle of every asset, by asset name."""
     newest = (

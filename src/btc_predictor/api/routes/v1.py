@@ -9,11 +9,12 @@ from btc_predictor.api.routes import (
     jobs,
     models,
     predictions,
+    risk,
     schedules,
     train,
 )
 from btc_predictor.api.routing import answer_head
 
 router = APIRouter()
-for module in (assets, forecast, train, jobs, schedules, models, backtests, predictions):
+for module in (assets, forecast, risk, train, jobs, schedules, models, backtests, predictions):
     router.include_router(answer_head(module.router))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from btc_predictor.errors import InvalidInputError, ModelNotFoundError
-from btc_predictor.forecasting import intervals
-from btc_predictor.forecasting.adaptive import Predictive, predictive_grid
+from btc_predictor.forecasting import intervals, metrics
+from btc_predictor.forecasting.adaptive import Predictive, direction_weight, predictive_grid
 from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.backtest_intervals import risk_sigma
 from btc_predictor.forecasting.backtest_report import BacktestResult
@@ -83,8 +83,9 @@ def test_static_var_and_p_up_read_the_same_distribution(candles: OHLC) -> None:
     expected = (1 - result.series_lower[rows] / origin) * 100
     assert np.allclose(result.series_var_95[rows], expected, rtol=0, atol=1e-9)
     assert np.all(result.series_var_99[rows] > result.series_var_95[rows])
-    up = result.series_forecast[rows] > origin
-    assert np.all((result.series_p_up[rows] > 0.5) == up)
+    up, p_up = result.series_forecast[rows] > origin, result.series_p_up[rows]
+    # p_up never points against the forecast; it leaves 0.5 only as far as skill allows
+    assert np.all(np.where(up, p_up >= 0.5, p_up <= 0.5))
 
 
 def test_static_var_and_p_up_equal_the_predictive_of_each_folds_residuals(candles: OHLC) -> None:
@@ -101,11 +102,24 @@ def test_static_var_and_p_up_equal_the_predictive_of_each_folds_residuals(candle
         & (result.series_origin >= fold.first_origin)
         & (result.series_origin <= fold.last_origin)
     )
+    weight = fold_weight(result, fold.first_origin)
     for i in rows:
         dist = Predictive(result.series_naive[i], result.series_forecast[i], 1.0, grid, q)
         got = (result.series_var_95[i], result.series_var_99[i], result.series_p_up[i])
-        assert got == pytest.approx((dist.var(0.95), dist.var(0.99), dist.p_up()), rel=1e-12)
-    assert rows.size == REFIT and np.all(result.series_p_up[rows] != 0.5)  # drift: not a tie
+        want = (dist.var(0.95), dist.var(0.99), dist.p_up(weight))
+        assert got == pytest.approx(want, rel=1e-12)
+    # drift on a random walk ties naive: no evidence of skill, so p_up stays at 0.5
+    assert rows.size == REFIT and weight == 0.0 and np.all(result.series_p_up[rows] == 0.5)
+    assert np.all(result.series_forecast[rows] != result.series_naive[rows])  # not a tie by value
+
+
+def fold_weight(result: BacktestResult, first_origin: int) -> float:
+    """direction_weight from the h=1 errors realised by ``first_origin`` (recomputed here)."""
+    seen = (result.series_h == 1) & (result.series_origin + 1 <= first_origin)
+    model = np.abs(result.series_forecast[seen] - result.series_actual[seen])
+    naive = np.abs(result.series_naive[seen] - result.series_actual[seen])
+    dm = metrics.diebold_mariano(model, naive, h=1)
+    return direction_weight(None if dm is None else dm.pvalue, model.mean() / naive.mean())
 
 
 def test_adaptive_intervals_ignore_every_later_day(candles: OHLC, adaptive: BacktestResult) -> None:

@@ -68,12 +68,13 @@ FlightKey = tuple[str, str | None, int | None, datetime | None, int | None]
 # ... and the active price version, for a risk run (its VaR comes from that version)
 RiskFlightKey = tuple[str, str | None, int | None, datetime | None, int | None, int | None]
 _HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
+_INTERVALS = ("interval_method", "risk_model_version", "interval_note")  # after ``level``
 
 
 class CachedRun:
     """A model run as this process serves it: its JSON per level and its ledger progress."""
 
-    __slots__ = ("data_mark", "head", "last_ts", "levels", "recorded", "run")
+    __slots__ = ("data_mark", "head", "intervals", "last_ts", "levels", "recorded", "run")
 
     def __init__(self, run: ModelRun, settings: Settings) -> None:
         self.run = run
@@ -81,6 +82,7 @@ class CachedRun:
         shape = run.shape(settings, [], ledger.LEDGER_LEVEL, now=run.last_ts)
         dumped = shape.model_dump(mode="json")
         self.head = {name: dumped[name] for name in _HEAD}
+        self.intervals = {name: dumped[name] for name in _INTERVALS}
         self.levels: dict[int, list[dict[str, Any]]] = {}
         self.recorded = 0  # horizons 1..recorded are in the ledger or queued for it
 
@@ -99,6 +101,7 @@ class CachedRun:
             "data_age_seconds": age,
             "stale": settings.is_stale(age),
             "level": level,
+            **self.intervals,
             "points": points[:horizon],
         }
 

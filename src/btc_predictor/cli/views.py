@@ -119,8 +119,12 @@ def show_forecast(report: Forecast) -> None:
         f"{report.asset} last close {report.last_close:,.2f} on {report.last_date}"
         f"{stale} · {report.model} v{report.model_version}"
     )
+    sigma = f", σ̂ from risk v{report.risk_model_version}" if report.risk_model_version else ""
+    note = f" ({report.interval_note})" if report.interval_note else ""
+    out.print(f"{report.interval_method} intervals{sigma}{note}", markup=False)
     table = Table()
-    for column in ("h", "date", "forecast", f"{report.level}% interval", "naive"):
+    columns = ("h", "date", "forecast", f"{report.level}% interval", "naive")
+    for column in (*columns, "VaR 95%", "VaR 99%", "P(up)"):
         table.add_column(column)
     for p in report.points:
         table.add_row(
@@ -129,6 +133,9 @@ def show_forecast(report: Forecast) -> None:
             f"{p.value:,.2f}",
             f"{p.lower:,.2f} .. {p.upper:,.2f}",
             f"{p.naive:,.2f}",
+            fmt(p.var_95, ".2f"),
+            fmt(p.var_99, ".2f"),
+            fmt(p.p_up, ".2f"),
         )
     out.print(table)
 

@@ -32,7 +32,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 
 from btc_predictor.errors import InvalidInputError, NotEnoughDataError
-from btc_predictor.forecasting import adaptive
+from btc_predictor.forecasting import adaptive, metrics
 from btc_predictor.forecasting.base import FloatArray, JSONValue
 from btc_predictor.forecasting.intervals import (
     conformal_quantile,
@@ -93,6 +93,29 @@ def _empty(shape: tuple[int, ...]) -> list[FloatArray]:
     return [np.full(shape, np.nan) for _ in range(5)]
 
 
+# --- p_up's location weight: what serving applies, from errors realised before each fold ---
+
+
+def direction_weights(
+    y: FloatArray, spans: list[FoldSpan], origins: IntArray, forecasts: FloatArray
+) -> FloatArray:
+    """Per origin, :func:`~btc_predictor.forecasting.adaptive.direction_weight` from the h=1
+    errors (model and naive) whose target was realised by the fold's first origin: the
+    backtest's counterpart of a version's holdout DM test and MASE (no look-ahead)."""
+    out = np.zeros(origins.size)
+    realised_1 = origins + 1 < y.size
+    for span in spans:
+        seen = realised_1 & (origins + 1 <= span.first)
+        actual = y[origins[seen] + 1]
+        model = np.abs(forecasts[seen, 0] - actual)
+        naive = np.abs(y[origins[seen]] - actual)
+        dm = metrics.diebold_mariano(model, naive, h=1) if seen.sum() >= 2 else None
+        mase = float(model.mean() / naive.mean()) if seen.any() and naive.mean() > 0 else None
+        weight = adaptive.direction_weight(None if dm is None else dm.pvalue, mase)
+        out[(origins >= span.first) & (origins <= span.last)] = weight
+    return out
+
+
 # --- static ----------------------------------------------------------------------------------
 
 
@@ -107,6 +130,7 @@ def static_table(
     """Split-conformal bounds per fold from residuals realised by its first origin."""
     table = residual_table(y, origins, forecasts)
     grid = adaptive.predictive_grid([level])
+    weights = direction_weights(y, spans, origins, forecasts)
     columns, burn_in = _empty(forecasts.shape), []
     for span in spans:
         q = _fold_quantiles(table, origins, span.first, level, window)
@@ -120,7 +144,9 @@ def static_table(
         )
         grid_q = _fold_grid(table, origins, span.first, grid, window)
         for h in range(1, forecasts.shape[1] + 1):
-            points = _static_points(y[origins[rows]], forecasts[rows, h - 1], grid, grid_q[h - 1])
+            points = _static_points(
+                y[origins[rows]], forecasts[rows, h - 1], grid, grid_q[h - 1], weights[rows]
+            )
             for column, values in zip(columns[2:], points, strict=True):
                 column[rows, h - 1] = values
     return _table(columns, burn_in)
@@ -159,7 +185,11 @@ def _fold_grid(
 
 
 def _static_points(
-    last_close: FloatArray, forecast: FloatArray, grid: FloatArray, q: FloatArray
+    last_close: FloatArray,
+    forecast: FloatArray,
+    grid: FloatArray,
+    q: FloatArray,
+    weight: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(var_95, var_99, p_up) of many cells sharing one |r| distribution (σ = 1); NaN if none.
 
@@ -174,7 +204,7 @@ def _static_points(
         (1.0 - forecast * np.exp(-unit.quantile(lv)) / last_close) * 100.0
         for lv in adaptive.var_levels(adaptive.VAR_QS)
     )
-    m = np.log(forecast / last_close)
+    m = np.log(forecast / last_close) * (1.0 if weight is None else weight)
     grid_q = np.concatenate([[0.0], np.maximum.accumulate(q)])
     inside = np.interp(np.abs(m), grid_q, np.concatenate([[0.0], grid]))
     return var_95, var_99, np.where(m == 0, 0.5, 0.5 + np.sign(m) * 0.5 * inside)
@@ -214,7 +244,7 @@ def risk_sigma(
             blocks.append(run_risk_fold(fold).variance)
         except NotEnoughDataError:  # early folds of a short history: burn-in, not a failure
             blocks.append(np.full((fold.origins.size, max_horizon), np.nan))
-    return np.sqrt(np.cumsum(np.concatenate(blocks), axis=1))
+    return adaptive.sigma_paths(np.concatenate(blocks))
 
 
 def adaptive_table(
@@ -228,13 +258,21 @@ def adaptive_table(
 ) -> IntervalTable:
     """Adaptive bounds, VaR and p_up per origin (consecutive), then burn-in folds blanked."""
     residual_table(y, origins, forecasts)  # refuses non-positive forecasts
+    weights = direction_weights(y, spans, origins, forecasts)
     columns = _empty(forecasts.shape)
     for h in range(1, forecasts.shape[1] + 1):
         targets = origins + h
         actual = np.full(origins.size, np.nan)
         actual[targets < y.size] = y[targets[targets < y.size]]
         wf = adaptive.walk_forward(
-            y[origins], forecasts[:, h - 1], actual, sigma[:, h - 1], h, level, window=window
+            y[origins],
+            forecasts[:, h - 1],
+            actual,
+            sigma[:, h - 1],
+            h,
+            level,
+            window=window,
+            weight=weights,
         )
         values = (wf.lower, wf.upper, wf.var_95, wf.var_99, wf.p_up)
         for column, value in zip(columns, values, strict=True):

@@ -14,18 +14,29 @@ random paths and every cut, and over real models in tests/services/test_forecast
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from btc_predictor.errors import ArtifactError, HorizonExceedsModelError, NotEnoughDataError
+from btc_predictor.forecasting import adaptive
 from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.intervals import (
     DEFAULT_WINDOW,
+    MAX_LEVEL,
+    MIN_LEVEL,
     conformal_quantile,
+    min_residuals,
     recent_residuals,
 )
+
+# Every servable level and what VaR and p_up read: one adaptive replay serves them all.
+SERVED_GRID = adaptive.predictive_grid(list(range(MIN_LEVEL, MAX_LEVEL + 1)))
+# The grid's top level is 0.99: its order statistic exists from 99 scores on.
+_GRID_SCORES = min_residuals(MAX_LEVEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,18 @@ class Widths:
 
     q: FloatArray
     problems: tuple[str | None, ...]
+
+
+class Widening(Protocol):
+    """Half-widths per level, and the predictive distribution VaR and p_up read."""
+
+    def at(self, level: int) -> Widths:
+        """The log-space half-widths per horizon at ``level``."""
+        ...
+
+    def predictive(self, h: int, last_close: float, forecast: float) -> adaptive.Predictive | None:
+        """Horizon ``h``'s predictive distribution (None: too few scores or residuals)."""
+        ...
 
 
 class HalfWidths:
@@ -74,6 +97,56 @@ class HalfWidths:
             self._levels[level] = hit
         return hit
 
+    def predictive(self, h: int, last_close: float, forecast: float) -> adaptive.Predictive | None:
+        """The static distribution (σ = 1, |r| order statistics on the grid): its 90% lower
+        bound is the static 90% interval's (VaR 95); None under 99 residuals (VaR 99)."""
+        grid = adaptive.predictive_grid()
+        if h > len(self.recent) or self.recent[h - 1].size < _GRID_SCORES:
+            return None
+        window = np.sort(np.abs(self.recent[h - 1]))
+        ranks = np.clip(np.ceil((window.size + 1) * grid - 1e-9), 1, window.size)
+        q = window[ranks.astype(np.int64) - 1]
+        return adaptive.Predictive(last_close, forecast, 1.0, grid, q)
+
+
+class AdaptiveWidths:
+    """Adaptive half-widths ``q_h(L)·σ̂_h``: ``quantiles[h-1]`` is horizon h's replayed |Z|
+    quantile row on :data:`SERVED_GRID` (NaN: too few stored scores), ``sigma[h-1]`` its σ̂
+    of the h-day log return now."""
+
+    def __init__(self, quantiles: FloatArray, sigma: FloatArray) -> None:
+        self.quantiles, self.sigma = quantiles, sigma
+        self._levels: dict[int, Widths] = {}
+
+    def at(self, level: int) -> Widths:
+        """The half-widths at ``level`` (memoised)."""
+        hit = self._levels.get(level)
+        if hit is None:
+            column = int(np.flatnonzero(np.isclose(SERVED_GRID, level / 100.0))[0])
+            q = self.quantiles[:, column] * self.sigma
+            problems = tuple(
+                None if math.isfinite(v) else f"too few interval scores at horizon {h}"
+                for h, v in enumerate(q, start=1)
+            )
+            hit = self._levels[level] = Widths(q, problems)
+        return hit
+
+    def predictive(self, h: int, last_close: float, forecast: float) -> adaptive.Predictive | None:
+        """Horizon ``h``'s adaptive distribution, or None in burn-in."""
+        if h > self.sigma.size or not np.isfinite(self.quantiles[h - 1, 0]):
+            return None
+        q = self.quantiles[h - 1]
+        return adaptive.Predictive(last_close, forecast, float(self.sigma[h - 1]), SERVED_GRID, q)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFields:
+    """VaR 95/99 (loss in % of the last close) and p_up per horizon; NaN where undefined."""
+
+    var_95: FloatArray
+    var_99: FloatArray
+    p_up: FloatArray
+
 
 @dataclass(frozen=True, slots=True)
 class ForecastPath:
@@ -81,8 +154,31 @@ class ForecastPath:
 
     values: FloatArray
     last_close: float
-    widths: HalfWidths
+    widths: Widening
+    # How far p_up may leave 0.5: the version's holdout evidence of skill over naive
+    # (:func:`~btc_predictor.forecasting.adaptive.direction_weight`).
+    direction_weight: float = 1.0
     _bounds: dict[int, tuple[FloatArray, FloatArray]] = field(default_factory=dict, repr=False)
+    _risk: list[RiskFields] = field(default_factory=list, repr=False)
+
+    def risk(self) -> RiskFields:
+        """VaR and p_up per horizon from the distribution the intervals come from (once)."""
+        if not self._risk:
+            rows = [self._risk_row(h) for h in range(1, self.max_horizon + 1)]
+            columns = np.array(rows, dtype=np.float64).reshape(-1, 3)
+            self._risk.append(RiskFields(columns[:, 0], columns[:, 1], columns[:, 2]))
+        return self._risk[0]
+
+    def _risk_row(self, h: int) -> tuple[float, float, float]:
+        """(var_95, var_99, p_up) of horizon ``h``; NaN when it has no distribution."""
+        value = float(self.values[h - 1])
+        if not (math.isfinite(value) and value > 0):
+            return math.nan, math.nan, math.nan
+        dist = self.widths.predictive(h, self.last_close, value)
+        if dist is None:
+            return math.nan, math.nan, math.nan
+        with np.errstate(over="ignore", invalid="ignore"):
+            return dist.var(0.95), dist.var(0.99), dist.p_up(self.direction_weight)
 
     @property
     def max_horizon(self) -> int:

@@ -5,20 +5,27 @@ Never imports torch: artifacts run through ONNX Runtime (``forecasting.onnx_runt
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import pairwise
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
-from btc_predictor.errors import InvalidInputError, NoDataError, NoModelError
+from btc_predictor.errors import BtcpError, InvalidInputError, NoDataError, NoModelError
+from btc_predictor.forecasting import adaptive
+from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.paths import ForecastPath
+from btc_predictor.services import intervals
 from btc_predictor.services.ingest import require_known_asset
+from btc_predictor.services.intervals import VersionIntervals
 from btc_predictor.shapes.requests import ForecastRequest
 from btc_predictor.shapes.results import Forecast, ForecastPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset
@@ -26,15 +33,30 @@ from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedVersion:
-    """A version's id, kind and ready-to-run model (and the asset it forecasts)."""
+    """A version's id, kind and ready-to-run model (and the asset it forecasts), with what
+    its meta says about adaptive intervals and p_up."""
 
     version_id: int
     model: str
     runner: OnnxModel
     asset: str
+    intervals: VersionIntervals = field(default_factory=lambda: VersionIntervals(None, None, ()))
+    direction_weight: float = 0.0
+
+
+def _loaded(
+    version_id: int, model: str, asset: str, meta: dict[str, Any], onnx: bytes
+) -> LoadedVersion:
+    """A LoadedVersion from verified artifacts."""
+    metrics = meta.get("metrics") or {}
+    weight = adaptive.direction_weight(metrics.get("dm_pvalue"), metrics.get("mase"))
+    runner = OnnxModel(onnx, meta)
+    return LoadedVersion(version_id, model, runner, asset, VersionIntervals.from_meta(meta), weight)
 
 
 def check_horizon(settings: Settings, horizon: int) -> None:
@@ -129,8 +151,8 @@ def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
     row = store.get_version(session=session, version_id=version_id)
-    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
-    return LoadedVersion(version_id, row.model, runner, row.asset)
+    onnx = artifacts.require_onnx(version_id)
+    return _loaded(version_id, row.model, row.asset, artifacts.meta, onnx)
 
 
 def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
@@ -140,8 +162,7 @@ def load_stored_version(engine: Engine, version_id: int) -> LoadedVersion:
         artifacts = store.load_artifacts(session=session, version_id=version_id)
         row = store.get_version(session=session, version_id=version_id)
         model, asset = row.model, row.asset
-    runner = OnnxModel(artifacts.require_onnx(version_id), artifacts.meta)
-    return LoadedVersion(version_id, model, runner, asset)
+    return _loaded(version_id, model, asset, artifacts.meta, artifacts.require_onnx(version_id))
 
 
 def recent_closes(session: Session, asset: str, count: int) -> list[Candle]:
@@ -164,12 +185,25 @@ RunKey = tuple[int, datetime, int | None]  # (version, newest candle, data mark)
 
 
 @dataclass(frozen=True, slots=True)
+class AdaptiveInputs:
+    """What a run's adaptive intervals need besides the path: the version's live scores and
+    σ̂ now from its sigma_source risk version."""
+
+    risk_version: int
+    live: list[tuple[int, date, float]]
+    sigma: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class Located:
-    """What one model run needs: the version, its input candles and the data mark."""
+    """What one model run needs: the version, its input candles and the data mark, and the
+    adaptive interval inputs (or why the run's intervals are static)."""
 
     version: LoadedVersion
     candles: list[Candle]
     data_mark: int | None
+    adaptive: AdaptiveInputs | None = None
+    static_note: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -192,10 +226,33 @@ def locate(
             version_id = pick_version(session, asset, model)
             version = loaded.get(version_id) or load_version(session, version_id)
             candles = recent_closes(session, asset, version.runner.context_length)
-            return Located(version, candles, mark)
+            if settings.intervals != "adaptive":
+                return Located(version, candles, mark)
+            inputs, note = _adaptive_inputs(session, asset, version)
+            return Located(version, candles, mark, inputs, note)
     except NoModelError:
         require_known_asset(settings, engine, asset)  # an unknown asset is a 404, not "train it"
         raise
+
+
+def _adaptive_inputs(
+    session: Session, asset: str, version: LoadedVersion
+) -> tuple[AdaptiveInputs | None, str | None]:
+    """The live scores and σ̂ now for ``version``'s adaptive intervals, or why there are none."""
+    source = version.intervals.sigma_source
+    if source is None:
+        return None, "no risk version was active when this price version was trained"
+    try:
+        risk = intervals.load_risk_model(session, source[1])
+    except BtcpError as exc:
+        return None, f"risk version {source[1]} cannot give σ̂: {exc.message}"
+    candles = repo.load_candles(session=session, asset=asset, limit=intervals.RISK_CONTEXT)
+    candles = intervals.consecutive_tail(candles)
+    if len(candles) < risk.min_history:
+        return None, f"risk version {source[1]} needs {risk.min_history} consecutive days"
+    sigma = intervals.sigma_now(risk, candles)
+    live = intervals.stored_scores(session, asset, version.version_id)
+    return AdaptiveInputs(source[1], live, sigma), None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +264,9 @@ class ModelRun:
     last_ts: datetime  # the newest candle: the last data day
     data_mark: int | None
     path: ForecastPath
+    interval_method: Literal["adaptive", "static"] = "static"
+    risk_version: int | None = None
+    interval_note: str | None = None
 
     @property
     def key(self) -> RunKey:
@@ -216,6 +276,7 @@ class ModelRun:
     def points(self, horizon: int, level: int) -> list[ForecastPoint]:
         """Horizons 1..``horizon`` with their interval at ``level`` (no model run)."""
         result = self.path.forecast(horizon, level)
+        risk = self.path.risk()
         last_day: date = self.last_ts.date()
         return [
             ForecastPoint(
@@ -225,6 +286,9 @@ class ModelRun:
                 lower=float(result.lower[h]),
                 upper=float(result.upper[h]),
                 naive=self.path.last_close,
+                var_95=_finite(risk.var_95[h]),
+                var_99=_finite(risk.var_99[h]),
+                p_up=_finite(risk.p_up[h]),
             )
             for h in range(horizon)
         ]
@@ -244,6 +308,9 @@ class ModelRun:
             data_age_seconds=age,
             stale=settings.is_stale(age),
             level=level,
+            interval_method=self.interval_method,
+            risk_model_version=self.risk_version,
+            interval_note=self.interval_note,
             points=points,
         )
 
@@ -252,11 +319,33 @@ class ModelRun:
         return self.shape(settings, self.points(horizon, level), level, now=now)
 
 
+def _finite(value: float) -> float | None:
+    """A JSON-safe number: None for NaN or ±inf."""
+    return float(value) if math.isfinite(value) else None
+
+
 def run_model(asset: str, located: Located) -> ModelRun:
-    """Run the located version once on its candles (the only place serving runs a model)."""
+    """Run the located version once on its candles (the only place serving runs a model),
+    with adaptive intervals when they can be had (the replay runs here, once per run)."""
     closes = np.array([c.close for c in located.candles], dtype=np.float64)
-    path = located.version.runner.run(closes)
-    return ModelRun(asset, located.version, located.candles[-1].ts, located.data_mark, path)
+    version = located.version
+    raw = version.runner.run(closes)
+    last_ts = located.candles[-1].ts
+    static = ForecastPath(raw.values, raw.last_close, raw.widths, version.direction_weight)
+    inputs, note = located.adaptive, located.static_note
+    if inputs is not None:
+        widths = intervals.adaptive_widths(
+            version.intervals, inputs.live, inputs.sigma, raw.max_horizon, last_ts.date()
+        )
+        if not isinstance(widths, str):
+            path = ForecastPath(raw.values, raw.last_close, widths, version.direction_weight)
+            return ModelRun(
+                asset, version, last_ts, located.data_mark, path, "adaptive", inputs.risk_version
+            )
+        note = widths
+    if note is not None:
+        log.info("%s v%d served with static intervals: %s", asset, version.version_id, note)
+    return ModelRun(asset, version, last_ts, located.data_mark, static, "static", None, note)
 
 
 def predict(

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import AssetNotFoundError, DataSourceError, InvalidInputError, NoDataError
+from btc_predictor.services import intervals
 from btc_predictor.shapes.requests import IngestRequest
 from btc_predictor.shapes.results import AssetStatus, IngestReport
 from btc_predictor.sources import check_source_spec, make_source
@@ -65,7 +66,10 @@ def ingest(
             report.failed_sources[spec] = exc.reason
             SOURCE_ERRORS_TOTAL.labels(spec).inc()
             continue
-        return _store(engine, request, report, fetched, owner, last, now)
+        stored = _store(engine, request, report, fetched, owner, last, now)
+        # Its own transaction, after the candles committed: a model problem is only logged.
+        intervals.record_and_score(engine, asset.symbol, now=now)
+        return stored
     _record_failure(engine, specs, report, now)
     failures = "; ".join(f"{k}: {v}" for k, v in report.failed_sources.items())
     raise DataSourceError(asset.symbol, f"no source could serve it ({failures})")

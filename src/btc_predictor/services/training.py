@@ -8,12 +8,14 @@ Price models train on closes (``model.onnx`` served by ONNX Runtime), risk model
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -27,6 +29,7 @@ from btc_predictor.errors import (
     NoDataError,
     NotEnoughDataError,
 )
+from btc_predictor.forecasting import adaptive
 from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
 from btc_predictor.forecasting.intervals import MIN_RESIDUALS
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
@@ -34,7 +37,13 @@ from btc_predictor.forecasting.promotion import (
     PromotionEvidence,
     promotion_decision,
 )
-from btc_predictor.forecasting.registry import create_model, get_model_class, get_risk_model_class
+from btc_predictor.forecasting.registry import (
+    create_model,
+    create_risk_model,
+    get_model_class,
+    get_risk_model_class,
+)
+from btc_predictor.forecasting.risk.training import holdout_sigma
 from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
 from btc_predictor.services import risk_training as risk
 from btc_predictor.services.ingest import require_candles
@@ -53,6 +62,7 @@ from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session, write_session
 
+log = logging.getLogger(__name__)
 # The ONNX graph must reproduce the fitted model before a version is stored.
 ONNX_TOLERANCE = 1e-5
 
@@ -75,7 +85,11 @@ class TrainingData:
 
 def load_training_data(engine: Engine, asset: str, start: date) -> TrainingData:
     """Stored closes from ``start``; gaps would corrupt returns, so they are refused."""
-    candles = load_window(engine, asset, start)
+    return training_data(asset, load_window(engine, asset, start))
+
+
+def training_data(asset: str, candles: list[Candle]) -> TrainingData:
+    """The closes and days of gap-free candles."""
     closes = np.array([c.close for c in candles], dtype=np.float64)
     return TrainingData(asset, closes, [c.ts.date() for c in candles])
 
@@ -171,7 +185,8 @@ def train_price(
     asset = parse_asset(request.asset).symbol
     name = request.model or settings.default_model
     get_model_class(name)  # unknown names fail before any data is read
-    data = load_training_data(engine, asset, request.start or settings.train_start)
+    candles = load_window(engine, asset, request.start or settings.train_start)
+    data = training_data(asset, candles)
     _require_calibration_days(asset, data.days, settings.max_horizon)
     epochs = request.epochs or settings.train_epochs
     started = time.perf_counter()
@@ -186,6 +201,7 @@ def train_price(
     )
     duration = time.perf_counter() - started
     artifacts = build_artifacts(outcome, data, request.seed, epochs, now)
+    artifacts.meta.update(_interval_meta(settings, engine, data, candles, outcome, request.seed))
     verify_onnx(outcome.model, artifacts, data.closes)
     summary = _summary(name, data, outcome, duration, request.seed)
     result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
@@ -219,6 +235,57 @@ def train_risk(
     result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
     calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
     return result.model_copy(update={"calibration": calibration})
+
+
+def _interval_meta(
+    settings: Settings,
+    engine: Engine,
+    data: TrainingData,
+    candles: list[Candle],
+    outcome: TrainOutcome,
+    seed: int,
+) -> dict[str, Any]:
+    """``sigma_source`` and ``interval_scores`` for a price version's meta.
+
+    ``sigma_source`` is the active risk version at training time (when one command trains
+    both, the risk version trained just before): what serving normalises this version's
+    intervals with, pinned so that a later risk retrain never rescales them. The scores are
+    the holdout's |log residual| / σ̂ per horizon, σ̂ from the same risk model kind refit on
+    the holdout's training part only (None when that model cannot be fitted there)."""
+    with read_session(engine) as session:
+        risk_id = store.active_version_id(session=session, asset=data.asset, family=store.RISK)
+        kind = None if risk_id is None else store.get_version(session=session, version_id=risk_id)
+        source = None if kind is None else {"model": kind.model, "version": risk_id}
+    name = settings.default_risk_model if kind is None else kind.model
+    scores = _holdout_scores(settings, data, candles, outcome, name, seed)
+    return {"sigma_source": source, "interval_scores": scores}
+
+
+def _holdout_scores(
+    settings: Settings,
+    data: TrainingData,
+    candles: list[Candle],
+    outcome: TrainOutcome,
+    risk_model: str,
+    seed: int,
+) -> dict[str, Any] | None:
+    """The holdout's normalised scores per horizon (JSON: NaN as null), the risk model kind
+    and the first holdout origin's day; None (logged) when the risk model cannot be fitted."""
+    holdout = outcome.holdout
+    origins = holdout.horizons[0].origins
+    ohlc = risk.risk_data(data.asset, candles).ohlc
+    try:
+        model = create_risk_model(risk_model, max_horizon=settings.max_horizon)
+        sigma = holdout_sigma(model, ohlc, holdout.split, origins, seed=seed)
+        scores = adaptive.holdout_scores(holdout.residuals_per_horizon, sigma)
+    except BtcpError as exc:
+        log.warning("holdout scores of %s not normalised by %s: %s", data.asset, risk_model, exc)
+        return None
+    return {
+        "risk_model": risk_model,
+        "first_origin": data.days[int(origins[0])].isoformat(),
+        "per_horizon": [[None if np.isnan(v) else float(v) for v in h] for h in scores],
+    }
 
 
 def build_artifacts(

@@ -256,7 +256,13 @@ class RiskBacktestReport(Result):
 
 
 class ForecastPoint(Result):
-    """One horizon: the point forecast, its interval at the requested level, and naive."""
+    """One horizon: the point forecast, its interval at the requested level, and naive.
+
+    ``var_95``/``var_99``: the loss of the target close vs ``last_close`` in % (positive = a
+    loss) not exceeded with that probability; ``p_up`` = P(target close > last close). Both
+    read the distribution the interval comes from (VaR 95 = the 90% interval's lower bound);
+    ``p_up`` stays 0.5 unless the version's holdout shows skill over naive. None where that
+    distribution is undefined (under 99 residuals or scores)."""
 
     horizon: int
     target_date: date
@@ -264,6 +270,9 @@ class ForecastPoint(Result):
     lower: float
     upper: float
     naive: float
+    var_95: float | None = None
+    var_99: float | None = None
+    p_up: float | None = None
 
 
 class Forecast(Result):
@@ -278,6 +287,12 @@ class Forecast(Result):
     data_age_seconds: float
     stale: bool
     level: int
+    # ``adaptive`` (σ̂-normalised conformal with an online level, σ̂ from risk version
+    # ``risk_model_version``) or ``static`` (plain split conformal: BTCP_INTERVALS=static, or
+    # no usable risk version / too few scores, said in ``interval_note``).
+    interval_method: Literal["adaptive", "static"] = "static"
+    risk_model_version: int | None = None
+    interval_note: str | None = None
     points: list[ForecastPoint]
 
 

@@ -304,15 +304,37 @@ def promotion_history(
 
 def protected_versions(*, session: Session, asset: str) -> set[int]:
     """Versions of ``asset`` pruning must keep: the active version and the rollback target of
-    every family.
-
-    The one place that says what must survive pruning: a later rule (keep every risk version a
-    kept price version references through its meta's ``sigma_source``) extends this set."""
+    every family, and every risk version a kept (unpruned) price version references through
+    its meta's ``sigma_source`` (its intervals are normalised by that version's σ̂)."""
     found = set()
     for family in FAMILIES:
         found.add(active_version_id(session=session, asset=asset, family=family))
         found.add(rollback_target_id(session=session, asset=asset, family=family))
-    return {v for v in found if v is not None}
+    return {v for v in found if v is not None} | sigma_sources(session=session, asset=asset)
+
+
+def sigma_sources(*, session: Session, asset: str) -> set[int]:
+    """The risk versions named by the ``sigma_source`` of ``asset``'s unpruned price versions
+    (read from their meta.json rows; a damaged one names none)."""
+    query = (
+        select(ModelArtifactRow.content)
+        .join(ModelVersionRow, ModelVersionRow.id == ModelArtifactRow.version_id)
+        .where(
+            ModelVersionRow.asset == asset,
+            ModelVersionRow.family == PRICE,
+            ModelVersionRow.pruned_at.is_(None),
+            ModelArtifactRow.name == META,
+        )
+    )
+    found = set()
+    for content in session.scalars(query):
+        try:
+            source = json.loads(bytes(content)).get("sigma_source")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(source, dict) and isinstance(source.get("version"), int):
+            found.add(int(source["version"]))
+    return found
 
 
 def prune(*, session: Session, asset: str, model: str, keep: int, now: datetime) -> list[int]:

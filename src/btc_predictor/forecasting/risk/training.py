@@ -210,3 +210,17 @@ def train_risk_model(
         residuals_per_horizon=[r.tolist() for r in holdout.residuals_per_horizon],
         holdout=holdout,
     )
+
+
+# --- σ̂ for a price holdout (issue 16): the normalisation of its conformal scores ------------
+
+
+def holdout_sigma(
+    model: RiskForecaster, ohlc: OHLC, split: int, origins: npt.ArrayLike, *, seed: int = 0
+) -> FloatArray:
+    """σ̂ of the h-day log return ``[n_origins, H]`` from ``model`` fitted on ``ohlc[:split]``
+    only (a price holdout's training part: no leakage), forecasting from each origin with the
+    candles up to it; the h-day variance is the sum of the one-day ones (as the backtest)."""
+    fitted = model.fit(ohlc.head(split), seed=seed)
+    variance = fitted.forecast_batch(ohlc, origins).variance
+    return np.sqrt(np.cumsum(variance, axis=1))

@@ -79,18 +79,18 @@ def test_health_gauges_survive_a_database_outage(sqlite_settings: Settings) -> N
 def test_risk_gauges_come_from_the_risk_ledger_and_interval_scores(
     served: Settings, engine: Engine
 ) -> None:
-    import numpy as np
-
-    from tests.risk_rows import fill_interval_scores, fill_risk_ledger
+    from btc_predictor.services.training import train
+    from btc_predictor.shapes.requests import TrainRequest
+    from tests.risk_rows import fill_risk_ledger
 
     # 260 scored next days: the newest 250 hold 25 VaR 95 and 5 VaR 99 violations.
     fill_risk_ledger(
         engine, 260, range_pct=4.0, actual=4.5, naive=5.5, violate_95_every=10, violate_99_every=50
     )
     fill_risk_ledger(engine, 20, range_pct=6.0, actual=5.0, naive=7.5, horizon=7)
-    fill_interval_scores(
-        engine, [float(v) for v in np.abs(np.random.default_rng(2).standard_normal(500))]
-    )
+    # A price version trained while a risk version is active: adaptive (σ̂ from it).
+    train(served, engine, TrainRequest(model="naive-range", promote="always"), now=NOW)
+    train(served, engine, TrainRequest(model="naive", promote="always"), now=NOW)
 
     families = scrape(
         HealthCollector(served, engine, forecast=lambda r, n: {"points": []}, clock=lambda: NOW)
@@ -117,4 +117,8 @@ def test_risk_gauges_come_from_the_risk_ledger_and_interval_scores(
     losses = {s["series"]: v for s, v in families["bitcoin_lstm_live_var_loss_pct"]}
     assert losses == {"var_95": 3.0, "var_99": 5.0, "realised_loss": 6.0}
     levels = {s["horizon"]: v for s, v in families["bitcoin_lstm_interval_adaptive_level"]}
-    assert set(levels) == {"1"} and 0.85 < levels["1"] < 0.95  # a steady regime
+    # Replayed from the holdout's scores. h=1: near the nominal 90% (measured 0.901); h=7: the
+    # synthetic closes rise every day, so naive's week-ahead forecasts miss on one side and
+    # the correction chases them (measured 0.993).
+    assert set(levels) == {"1", "7"}
+    assert 0.85 < levels["1"] < 0.95 < levels["7"], levels

@@ -4,9 +4,8 @@ The stack runs as in Compose, on 127.0.0.1: ``serve --workers 2`` without the em
 worker, a separate ``worker`` that bootstraps from the real BTC CSV (ingest, then training),
 a forecast ledger seeded with a month of scored forecasts (so the live-error gauges exist,
 twice as wrong as naive, so that alert is pending), a risk ledger seeded with 260 scored next
-days (the newest one breaks VaR 99) and 300 interval scores of the active price version (the
-adaptive level), one failing online refresh (source
-errors, a failed job) and some traffic. Prometheus runs with monitoring/prometheus.yml and
+days (the newest one breaks VaR 99; the adaptive level comes from the bootstrap price
+version's holdout scores), one failing online refresh (source errors, a failed job) and some traffic. Prometheus runs with monitoring/prometheus.yml and
 alerts.yml, its targets pointed at these processes and its intervals at one second.
 """
 
@@ -30,7 +29,7 @@ import yaml
 
 from btc_predictor.config import Settings
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session
-from btc_predictor.storage.tables import IntervalScoreRow, PredictionRow, RiskPredictionRow
+from btc_predictor.storage.tables import PredictionRow, RiskPredictionRow
 from tests.api.conftest import API_KEY, AUTH
 from tests.api.live import free_port, stop, wait_ready
 from tests.conftest import unavailable
@@ -133,35 +132,6 @@ def seed_risk_ledger(settings: Settings, today: datetime) -> None:
     engine.dispose()
 
 
-def seed_interval_scores(settings: Settings, price_version: int, today: datetime) -> None:
-    """300 scored next-day interval scores of ``price_version`` (|N(0, 1)|: a steady regime)."""
-    import numpy as np
-
-    scores = np.abs(np.random.default_rng(5).standard_normal(300))
-    engine = create_db_engine(settings)
-    with write_session(engine) as session:
-        for i, score in enumerate(scores):
-            origin = (today - timedelta(days=301 - i)).date()
-            session.add(
-                IntervalScoreRow(
-                    asset="BTC-USD",
-                    price_version=price_version,
-                    risk_version=None,
-                    horizon=1,
-                    origin_date=origin,
-                    target_date=origin + timedelta(days=1),
-                    last_close=100.0,
-                    forecast=100.0,
-                    sigma=0.03,
-                    actual=100.0,
-                    score=float(score),
-                    created_at=today,
-                    scored_at=today,
-                )
-            )
-    engine.dispose()
-
-
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A process in its own session, output to ``log``."""
     with log.open("wb") as out:
@@ -229,8 +199,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterat
         url = f"http://127.0.0.1:{api_port}"
         wait_ready(url, api, tmp / "api.log")
         wait_for("the bootstrap model", lambda: requests.get(f"{url}/predict").status_code == 200)
-        active = requests.get(f"{url}/api/v1/forecast").json()["model_version"]
-        seed_interval_scores(settings, active, datetime.now(UTC))
+        # The bootstrap trains the risk model first: the price version is adaptive (its
+        # holdout scores give the adaptive-level gauge).
+        assert requests.get(f"{url}/api/v1/forecast").json()["interval_method"] == "adaptive"
         refresh = requests.post(f"{url}/api/v1/assets/BTC-USD/refresh", headers=AUTH)
         assert refresh.status_code == 202
         job = refresh.json()["id"]

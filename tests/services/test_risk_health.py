@@ -15,6 +15,7 @@ from btc_predictor.jobs import queue as jobs
 from btc_predictor.jobs.schedules import enqueue_due
 from btc_predictor.services import risk_health
 from btc_predictor.services.training import train
+from btc_predictor.services.versions import active_version_id
 from btc_predictor.shapes.requests import TrainRequest
 from btc_predictor.storage.db import write_session
 from tests.conftest import NOW
@@ -38,28 +39,6 @@ def test_live_range_is_hand_computed(settings: Settings, engine: Engine) -> None
     assert live[1].naive_mae == pytest.approx(1.75)  # (3 + 0.5) / 2
 
 
-def test_var_record_counts_the_newest_250_days(settings: Settings, engine: Engine) -> None:
-    # 300 days; violations of VaR 95 every 10th day, of VaR 99 (and so 95 too) every 50th.
-    fill_risk_ledger(engine, 300, violate_95_every=10, violate_99_every=50)
-    record = risk_health.var_record(engine, asset="BTC-USD", end=TODAY)
-    assert record.days == 250 and record.served == {95: 250, 99: 250}
-    # k = 0..249: multiples of 10 -> 25 days break VaR 95; multiples of 50 -> 5 break VaR 99.
-    assert record.violations == {95: 25, 99: 5}
-
-
-def test_a_day_served_twice_counts_once(settings: Settings, engine: Engine) -> None:
-    with write_session(engine) as session:
-        session.add_all(
-            [
-                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, loss=4.0, version=2),
-                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, loss=4.0, version=3),
-                risk_scored(TODAY, range_pct=4.0, actual=5.0, naive=8.0, var_99=None, version=4),
-            ]
-        )
-    record = risk_health.var_record(engine, asset="BTC-USD", end=TODAY)
-    assert record.days == 1 and record.violations == {95: 1, 99: 0}
-
-
 def test_the_kupiec_band_is_the_pof_acceptance_region() -> None:
     assert risk_health.kupiec_band(250, 95) == (7, 19)
     assert risk_health.kupiec_band(250, 99) == (1, 6)
@@ -75,13 +54,21 @@ def test_the_kupiec_band_is_the_pof_acceptance_region() -> None:
         assert pvalue(low - 1) < 0.05 and pvalue(high + 1) < 0.05
 
 
-def test_adaptive_level_reads_the_active_versions_scores(served: Settings, engine: Engine) -> None:
-    assert risk_health.adaptive_level(served, engine, "BTC-USD", 1) is None  # nothing stored
-    steady = np.abs(np.random.default_rng(3).standard_normal(600))
-    fill_interval_scores(engine, [float(v) for v in steady] + [3.0] * 40)
-    fill_interval_scores(engine, [0.01] * 600, price_version=99)  # not the active version
-    level = risk_health.adaptive_level(served, engine, "BTC-USD", 1)
-    assert level is not None and level > 0.95  # 40 misses in a row: chasing a new regime
+def test_adaptive_level_replays_what_serving_replays(served: Settings, engine: Engine) -> None:
+    # Without a σ̂ source (no risk version when the price version was trained) serving is
+    # static: no level.
+    assert risk_health.adaptive_level(served, engine, "BTC-USD", 1) is None
+    train(served, engine, TrainRequest(model="naive-range", promote="always"), now=NOW)
+    train(served, engine, TrainRequest(model="naive", promote="always"), now=NOW)
+    price = active_version_id(engine, "BTC-USD")
+    assert price is not None
+    steady = risk_health.adaptive_level(served, engine, "BTC-USD", 1)  # holdout scores only
+    assert steady is not None and 0.85 < steady < 0.95
+    # The newest 40 live scores (origins up to the last closed day) are all misses.
+    fill_interval_scores(engine, [30.0] * 40, price_version=price)
+    fill_interval_scores(engine, [0.0] * 600, price_version=price + 100)  # another version
+    chasing = risk_health.adaptive_level(served, engine, "BTC-USD", 1)
+    assert chasing is not None and chasing > 0.95
     static = served.model_copy(update={"intervals": "static"})
     assert risk_health.adaptive_level(static, engine, "BTC-USD", 1) is None
 

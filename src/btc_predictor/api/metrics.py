@@ -185,18 +185,12 @@ def _risk_samples(engine: Engine, asset: str, today: date) -> list[Sample]:
             ),
             ("bitcoin_lstm_live_range_scored_forecasts", (asset, h), float(live.n)),
         ]
-    record = risk_health.var_record(engine, asset=asset, end=today)
-    for level in risk_health.VAR_LEVELS:
-        served = record.served[level]
-        if served:
-            lv = str(level)
+    for var in ledger.var_violations(engine, asset=asset):
+        if var.ratio is not None:
+            lv = str(var.level)
             samples += [
-                (
-                    "bitcoin_lstm_live_var_violation_ratio",
-                    (asset, lv),
-                    record.violations[level] / served,
-                ),
-                ("bitcoin_lstm_live_var_scored_days", (asset, lv), float(served)),
+                ("bitcoin_lstm_live_var_violation_ratio", (asset, lv), var.ratio),
+                ("bitcoin_lstm_live_var_scored_days", (asset, lv), float(var.n)),
             ]
     last = risk_health.last_scored(engine, asset)
     if last is not None:

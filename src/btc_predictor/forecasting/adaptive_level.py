@@ -9,17 +9,15 @@ intervals chase a regime change (a run of misses pushes it up, a calm spell down
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
+import numpy.typing as npt
 
 from btc_predictor.forecasting.adaptive import DEFAULT_METHOD, Method, adaptive_quantiles
 from btc_predictor.forecasting.intervals import DEFAULT_WINDOW
 
 
 def applied_level(
-    scores: Sequence[float | None],
+    scores: npt.ArrayLike,
     h: int,
     level: int,
     *,
@@ -27,8 +25,11 @@ def applied_level(
     step: float | None = None,
     window: int | None = DEFAULT_WINDOW,
 ) -> float | None:
-    """The level (fraction) applied now for nominal ``level`` %; None while in burn-in."""
-    values = np.array([math.nan if s is None else s for s in scores], dtype=np.float64)
+    """The level (fraction) applied now for nominal ``level`` %; None while in burn-in.
+
+    ``scores`` as for :func:`~btc_predictor.forecasting.adaptive.adaptive_quantiles` (NaN or
+    None: an origin without a score)."""
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)  # None becomes NaN
     q = adaptive_quantiles(values, [level], h, method=method, step=step, window=window)
     if q is None:
         return None

@@ -5,23 +5,27 @@ a risk retrain (``risk_degradation``). The same figures feed the ``/metrics`` ga
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
+from btc_predictor.errors import BtcpError
 from btc_predictor.forecasting.adaptive_level import applied_level
 from btc_predictor.forecasting.metrics import kupiec_pof
+from btc_predictor.services import intervals, ledger
 from btc_predictor.services.health import LIVE_DAYS
+from btc_predictor.services.intervals import VersionIntervals
 from btc_predictor.storage import model_store
+from btc_predictor.storage import repository as repo
 from btc_predictor.storage import risk_stats as store
 from btc_predictor.storage.db import read_session
-from btc_predictor.storage.risk_stats import RangeWindowStats, VarDay
+from btc_predictor.storage.risk_ledger import RangeWindowStats
 
 NAIVE_RANGE = "naive-range"  # the baseline series' model label
-VAR_DAYS = 250  # the Basel backtesting window: VaR violations over the last 250 scored days
-VAR_LEVELS = (95, 99)
 NOMINAL_LEVEL = 90  # the interval level whose adaptive correction is watched
 KUPIEC_SIZE = 0.05
 
@@ -39,14 +43,10 @@ def live_range(
     engine: Engine, *, asset: str, end: date, days: int = LIVE_DAYS
 ) -> dict[int, LiveRange]:
     """Per horizon over (end - days, end]: n, range MAE per model kind, naive-range MAE."""
-    with read_session(engine) as session:
-        rows = store.range_window_stats(
-            session=session, asset=asset, after=end - timedelta(days=days), until=end
-        )
-    return summarize_range(rows)
+    return summarize_range(ledger.risk_range_window(engine, asset=asset, end=end, days=days))
 
 
-def summarize_range(rows: list[RangeWindowStats]) -> dict[int, LiveRange]:
+def summarize_range(rows: Sequence[RangeWindowStats]) -> dict[int, LiveRange]:
     """Group window rows by horizon; the naive MAE is weighted by each model's count."""
     grouped: dict[int, list[RangeWindowStats]] = {}
     for row in rows:
@@ -57,31 +57,6 @@ def summarize_range(rows: list[RangeWindowStats]) -> dict[int, LiveRange]:
         naive = sum(r.naive_mae * r.n for r in group) / n
         result[horizon] = LiveRange(n, {r.model: r.mae for r in group}, naive)
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class VarRecord:
-    """Next-day VaR violations over the newest scored days (at most ``VAR_DAYS``)."""
-
-    days: int
-    violations: dict[int, int]  # level -> violated days (days where that VaR was served)
-    served: dict[int, int]  # level -> days where that VaR was served
-
-
-def var_record(engine: Engine, *, asset: str, end: date) -> VarRecord:
-    """Violations of VaR 95 and 99 over the newest ``VAR_DAYS`` scored next-day targets."""
-    with read_session(engine) as session:
-        days = store.var_days(session=session, asset=asset, until=end, limit=VAR_DAYS)
-    return VarRecord(
-        len(days),
-        {lv: sum(1 for d in days if _flag(d, lv)) for lv in VAR_LEVELS},
-        {lv: sum(1 for d in days if _flag(d, lv) is not None) for lv in VAR_LEVELS},
-    )
-
-
-def _flag(day: VarDay, level: int) -> bool | None:
-    """The day's violation flag at ``level`` (None: not served)."""
-    return day.violated_95 if level == 95 else day.violated_99
 
 
 def kupiec_band(days: int, level: int, size: float = KUPIEC_SIZE) -> tuple[int, int]:
@@ -100,20 +75,40 @@ def kupiec_band(days: int, level: int, size: float = KUPIEC_SIZE) -> tuple[int, 
 
 def adaptive_level(settings: Settings, engine: Engine, asset: str, horizon: int) -> float | None:
     """The level the active price version's intervals apply for nominal 90% (None: static
-    intervals, no active version or still in burn-in).
+    intervals, no active version, no σ̂ source, or still in burn-in).
 
-    Replayed from the stored interval scores (``interval_scores``), the state serving reads;
-    when serving keeps this figure in its cache, read it from there instead."""
+    The one place this figure is computed: the score series serving replays
+    (:func:`services.intervals.score_series`: holdout scores, then live ones, up to the
+    newest stored day), read through :func:`forecasting.adaptive_level.applied_level`."""
     if settings.intervals != "adaptive":
         return None
     with read_session(engine) as session:
         version = model_store.active_version_id(session=session, asset=asset)
-        if version is None:
+        newest = repo.newest_candles(session=session).get(asset)
+        if version is None or newest is None:
             return None
-        scores = store.interval_scores(
-            session=session, asset=asset, price_version=version, horizon=horizon
-        )
-    return applied_level(scores, horizon, NOMINAL_LEVEL) if scores else None
+        meta = _version_intervals(session, version)
+        if meta is None or meta.sigma_source is None:
+            return None  # serving is static for this version
+        live = intervals.stored_scores(session, asset, version)
+    series = intervals.score_series(meta, live, horizon, newest.ts.date())
+    return applied_level(series, horizon, NOMINAL_LEVEL) if series.size else None
+
+
+_METAS: dict[int, VersionIntervals | None] = {}  # a version's meta never changes: read once
+
+
+def _version_intervals(session: Session, version: int) -> VersionIntervals | None:
+    """What the version's meta says about its intervals (None: its artifacts are unusable)."""
+    if version not in _METAS:
+        try:
+            meta = model_store.load_artifacts(session=session, version_id=version).meta
+            _METAS[version] = VersionIntervals.from_meta(meta)
+        except BtcpError:
+            _METAS[version] = None
+        while len(_METAS) > 64:
+            _METAS.pop(next(iter(_METAS)))
+    return _METAS[version]
 
 
 def unhealthy_range(live: LiveRange | None, settings: Settings) -> str | None:

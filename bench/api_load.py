@@ -62,6 +62,7 @@ ENDPOINTS = {
     "/forecast h=7": "/api/v1/forecast?horizon=7",
     "/forecast model=drift h=7": "/api/v1/forecast?horizon=7&model=drift",
     "/api/v1/assets": "/api/v1/assets",
+    "/risk h=7": "/api/v1/risk?horizon=7",  # the active risk model (issue 17)
     "uncached mix": "/api/v1/forecast",  # its queries come from MIX_SCRIPT
 }
 MIX = "uncached mix"
@@ -154,6 +155,8 @@ ABLATIONS = {
 TARGET_RATIO, TARGET_P99_C32, TARGET_P99_C4, TARGET_READY_S, TARGET_RSS_MB = 0.8, 25, 5, 2, 200
 # Issue 14: the uncached mix against the cached forecast, and /api/v1/assets.
 TARGET_MIX_RATIO, TARGET_MIX_P99, TARGET_ASSETS_RPS = 0.5, 50, 1000
+# Issue 17: the cached /api/v1/risk against the cached /api/v1/forecast.
+TARGET_RISK_RATIO = 0.8
 NOTES_MARKER = "<!-- hand-written notes below this line are kept when the file is regenerated -->"
 HARD_LIMIT_S = 1800  # the whole run, waiting for a quiet machine excluded
 
@@ -318,19 +321,19 @@ def prepare(args: argparse.Namespace) -> None:
     steps += [
         ["train", "--model", k, "--promote", "never"] for k in PREPARED_KINDS if k not in stored
     ]
+    if stored and not stored_kinds(env, "risk"):  # a data dir prepared before risk models
+        steps.append(["train", "--model", "har"])
     for step in steps:
         subprocess.run([CLI, *step], env=env, check=True, timeout=600, capture_output=True)
 
 
-def stored_kinds(env: dict[str, str]) -> set[str]:
-    """The price model kinds with a stored version (``models list --json``; risk models do
-    not forecast prices)."""
+def stored_kinds(env: dict[str, str], family: str = "price") -> set[str]:
+    """The model kinds of ``family`` with a stored version (``models list --json``; risk
+    models do not forecast prices)."""
     done = subprocess.run(
         [CLI, "models", "list", "--json"], env=env, check=True, capture_output=True, timeout=120
     )
-    return {
-        row["model"] for row in json.loads(done.stdout) if row.get("family", "price") == "price"
-    }
+    return {row["model"] for row in json.loads(done.stdout) if row.get("family", "price") == family}
 
 
 def mix_script(tmp: Path, env: dict[str, str]) -> Path:
@@ -634,6 +637,17 @@ def cache_targets(table: Table) -> list[str]:
         f"**{verdict(mix.p99 < TARGET_MIX_P99)}**",
         f"- /api/v1/assets >= {TARGET_ASSETS_RPS:,} req/s at c32: {assets.rps:,.0f} -> "
         f"**{verdict(assets.rps >= TARGET_ASSETS_RPS)}**",
+        *risk_targets(table),
+    ]
+
+
+def risk_targets(table: Table) -> list[str]:
+    """PASS/MISS per target of issue 17 (the cached risk endpoint)."""
+    risk, cached = table[("/risk h=7", 32)], table[("/forecast h=7", 32)]
+    ratio = risk.rps / cached.rps
+    return [
+        f"- /api/v1/risk?horizon=7 >= {TARGET_RISK_RATIO:.0%} of /api/v1/forecast?horizon=7 at "
+        f"c32: {ratio:.0%} -> **{verdict(ratio >= TARGET_RISK_RATIO)}**",
     ]
 
 

@@ -42,6 +42,13 @@ def assert_problem(answer: Any, status: int, code: str, path: str) -> dict[str, 
         ("GET", "/api/v1/forecast?horizon=31", 422, "invalid_parameter"),  # > BTCP_MAX_HORIZON
         ("GET", "/predict?asset=DOGE-USD", 404, "asset_not_found"),  # hot route, domain error
         ("GET", "/api/v1/forecast?asset=DOGE-USD", 404, "asset_not_found"),
+        ("GET", "/api/v1/risk?horizon=0", 422, "invalid_parameter"),  # hot route
+        ("GET", "/api/v1/risk?horizon=31", 422, "invalid_parameter"),  # > BTCP_MAX_HORIZON
+        ("GET", "/api/v1/risk?level=100", 422, "invalid_parameter"),
+        ("GET", "/api/v1/risk?model=nope", 422, "invalid_parameter"),
+        ("GET", "/api/v1/risk?asset=DOGE-USD", 404, "asset_not_found"),
+        ("GET", "/api/v1/risk", 409, "no_model"),  # no risk version trained
+        ("GET", "/api/v1/risk?model=garch", 409, "no_model"),
         ("GET", "/api/v1/jobs?limit=0", 422, "invalid_parameter"),  # FastAPI route
         ("GET", "/api/v1/models/999", 404, "model_not_found"),
         ("POST", "/api/v1/train", 401, "unauthorized"),
@@ -64,6 +71,20 @@ def test_a_risk_model_asked_for_a_price_forecast_names_the_risk_endpoint(
     answer = client.get("/api/v1/forecast", params={"model": model})
     detail = assert_problem(answer, 422, "invalid_parameter", "/api/v1/forecast")["detail"]
     assert f"`{model}` is a risk model" in detail and "GET /api/v1/risk" in detail, detail
+
+
+@pytest.mark.parametrize("model", ["lstm", "drift", "naive", "ensemble"])
+def test_a_price_model_asked_for_a_risk_forecast_names_the_forecast_endpoint(
+    client: TestClient, model: str
+) -> None:
+    answer = client.get("/api/v1/risk", params={"model": model})
+    detail = assert_problem(answer, 422, "invalid_parameter", "/api/v1/risk")["detail"]
+    assert f"`{model}` is a price model" in detail and "GET /api/v1/forecast" in detail, detail
+
+
+def test_no_risk_model_says_what_to_train(client: TestClient) -> None:
+    detail = assert_problem(client.get("/api/v1/risk"), 409, "no_model", "/api/v1/risk")["detail"]
+    assert "run `btc-predictor train --model har --asset BTC-USD`" in detail, detail
 
 
 def test_a_client_request_id_is_the_problems(client: TestClient) -> None:
@@ -176,6 +197,7 @@ def test_the_envelope_counts_and_logs_a_request_that_ends_in_cancellation(
     [
         ("POST", "/predict", "GET, HEAD"),  # hot route
         ("DELETE", "/api/v1/forecast", "GET, HEAD"),  # hot route
+        ("POST", "/api/v1/risk", "GET, HEAD"),  # hot route
         ("PUT", "/health", "GET, HEAD"),
         ("POST", "/api/v1/jobs/some-id", "DELETE, GET, HEAD"),  # two routes on one path
         ("GET", "/api/v1/train", "POST"),

@@ -37,6 +37,12 @@ QUERIES = [
     "/api/v1/forecast?model=gru",
     "/api/v1/forecast?model=nope",
     "/api/v1/forecast?asset=DOGE-USD",
+    "/api/v1/risk",  # no risk version here: 409 no_model (test_risk.py compares answers)
+    "/api/v1/risk?horizon=31",
+    "/api/v1/risk?horizon=2&level=x",
+    "/api/v1/risk?model=lstm",
+    "/api/v1/risk?model=nope",
+    "/api/v1/risk?asset=DOGE-USD",
 ]
 
 
@@ -66,6 +72,7 @@ def test_hot_routes_are_the_ones_serving(installed: Settings) -> None:
     first_router = served.index(None)
     assert served.index("/predict") < first_router
     assert served.index("/api/v1/forecast") < first_router
+    assert served.index("/api/v1/risk") < first_router
 
 
 def test_answers_are_strict_json_and_a_non_finite_forecast_is_an_error(

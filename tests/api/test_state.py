@@ -30,7 +30,14 @@ from btc_predictor.forecasting.intervals import intervals_per_horizon
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.paths import ForecastPath
 from btc_predictor.services import ledger
-from btc_predictor.services.forecast import load_version, pick_version, predict, recent_closes
+from btc_predictor.services.forecast import (
+    load_version,
+    locate,
+    pick_version,
+    predict,
+    recent_closes,
+    run_model,
+)
 from btc_predictor.services.ingest import ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import ForecastRequest, IngestRequest, TrainRequest
@@ -100,6 +107,32 @@ def test_every_cached_answer_equals_a_fresh_computation(
         request = ForecastRequest(horizon=horizon, level=level, model=model)
         expected = predict(settings, engine, request, now=NOW).model_dump(mode="json")
         assert serving.forecast(request, NOW) == expected
+
+
+def test_every_cached_adaptive_answer_equals_a_fresh_computation(installed: Settings) -> None:
+    """With a risk version, answers are adaptive; each (horizon, level) cached answer equals the
+    same answer derived from a run computed anew (its own model run, scores read and replay)."""
+    engine = create_db_engine(installed)
+    train(installed, engine, TrainRequest(model="har", promote="always"), now=NOW)
+    train(installed, engine, TrainRequest(model="naive", promote="never"), now=NOW)
+    serving = ServingState(installed, engine)
+    serving.refresh()
+    fresh = run_model("BTC-USD", locate(installed, engine, "BTC-USD", "naive", loaded={}))
+    assert fresh.interval_method == "adaptive"
+    for level in range(50, 100):
+        for horizon in (1, 2, 7, 17, 30):
+            request = ForecastRequest(horizon=horizon, level=level, model="naive")
+            expected = fresh.forecast(installed, horizon, level, now=NOW).model_dump(mode="json")
+            assert serving.forecast(request, NOW) == expected, (horizon, level)
+    assert serving.model_runs == 1
+    request = ForecastRequest(horizon=30, level=90, model="naive")
+    assert serving.forecast(request, NOW) == predict(
+        installed, engine, request, now=NOW
+    ).model_dump(mode="json")
+    # the drift version was trained before any risk version: static, and it says so
+    drift = serving.forecast(ForecastRequest(horizon=3, level=90), NOW)
+    assert drift["interval_method"] == "static" and drift["interval_note"]
+    engine.dispose()
 
 
 def test_one_lru_bounds_loaded_versions_with_their_runs(

@@ -297,3 +297,30 @@ def test_serving_distribution_is_the_walk_forward_row_of_today() -> None:
     assert now.var(0.99) == pytest.approx(wf.var_99[-1], rel=1e-12)
     assert now.p_up() == pytest.approx(wf.p_up[-1], rel=1e-12)
     assert 0.5 < now.p_up() < 0.6  # a 0.2% step up on a ~3.5%·√5 σ: a weak call
+
+
+def test_direction_weight_is_zero_without_significant_skill() -> None:
+    assert adaptive.direction_weight(0.40, 0.99) == 0.0  # a tie with naive: no direction
+    assert adaptive.direction_weight(0.01, 1.02) == 0.0  # significantly worse than naive
+    assert adaptive.direction_weight(None, 0.9) == 0.0  # no evidence at all
+    assert adaptive.direction_weight(0.01, 0.9) == pytest.approx(0.8)
+    assert adaptive.direction_weight(0.0, 0.5) == 1.0
+
+
+def test_p_up_weight_shrinks_the_location_toward_the_last_close() -> None:
+    grid = adaptive.predictive_grid()
+    dist = adaptive.Predictive(100.0, 103.0, 0.05, grid, np.linspace(0.01, 2.6, grid.size))
+    raw, half, none = dist.p_up(), dist.p_up(0.5), dist.p_up(0.0)
+    assert raw > half > none == 0.5
+    same = adaptive.Predictive(100.0, 100.0 * math.sqrt(1.03), 0.05, grid, dist.quantiles)
+    assert half == pytest.approx(same.p_up())  # half the log move, at full weight
+
+
+def test_holdout_scores_divide_each_residual_by_its_origins_sigma() -> None:
+    residuals = [[0.02, -0.04, 0.01], [0.03, -0.06]]
+    sigma = np.array([[0.02, 0.03], [0.04, 0.05], [np.nan, 0.06]])
+    h1, h2 = adaptive.holdout_scores(residuals, sigma)
+    assert h1[:2].tolist() == [1.0, 1.0] and np.isnan(h1[2])
+    assert h2.tolist() == pytest.approx([1.0, 1.2])
+    with pytest.raises(InvalidInputError):
+        adaptive.holdout_scores([[0.1] * 4], sigma)

@@ -97,3 +97,27 @@ def test_train_fits_the_served_model_on_everything() -> None:
 def test_horizon_beyond_the_model_is_refused() -> None:
     with pytest.raises(InvalidInputError, match=r"max_horizon must be in 1\.\.5"):
         risk_holdout_evaluate(factory("har"), DATA, max_horizon=6)
+
+
+@pytest.mark.parametrize("name", ["har", "ewma-vol"])
+def test_holdout_sigma_never_sees_past_its_origin_or_the_split(name: str) -> None:
+    """σ̂ at origin t is the same whatever the candles after t (and, for t < split, after
+    the split): the risk model is fitted on the holdout's training part only."""
+    from btc_predictor.forecasting.risk.ohlc import OHLC
+    from btc_predictor.forecasting.risk.training import holdout_sigma
+
+    ohlc = synthetic_ohlc(600, seed=4)
+    split, origins = split_index(600), np.arange(split_index(600) - 1, 599)
+    base = holdout_sigma(factory(name)(), ohlc, split, origins)
+    cut = 530
+    noisy = OHLC(
+        *(
+            np.concatenate([c[: cut + 1], c[cut + 1 :] * 1.7])
+            for c in (ohlc.open, ohlc.high, ohlc.low, ohlc.close)
+        ),
+        ohlc.day,
+    )
+    other = holdout_sigma(factory(name)(), noisy, split, origins)
+    upto = origins <= cut
+    assert np.array_equal(base[upto], other[upto]) and not np.array_equal(base, other)
+    assert np.all(np.diff(base, axis=1) > 0)  # h-day variance adds the daily ones

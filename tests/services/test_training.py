@@ -48,6 +48,9 @@ FORECAST_KEYS = {
     "data_age_seconds",
     "stale",
     "level",
+    "interval_method",
+    "risk_model_version",
+    "interval_note",
     "points",
 }
 TRAIN_KEYS = {

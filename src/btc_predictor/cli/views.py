@@ -123,9 +123,11 @@ def show_forecast(report: Forecast) -> None:
     note = f" ({report.interval_note})" if report.interval_note else ""
     out.print(f"{report.interval_method} intervals{sigma}{note}", markup=False)
     table = Table()
-    columns = ("h", "date", "forecast", f"{report.level}% interval", "naive")
-    for column in (*columns, "VaR 95%", "VaR 99%", "P(up)"):
+    for column in ("h", "date", "forecast", f"{report.level}% interval", "naive"):
         table.add_column(column)
+    risk = Table(title="risk (VaR: the loss in % of the last close)")
+    for column in ("h", "VaR 95%", "VaR 99%", "P(up)"):
+        risk.add_column(column)
     for p in report.points:
         table.add_row(
             str(p.horizon),
@@ -133,11 +135,10 @@ def show_forecast(report: Forecast) -> None:
             f"{p.value:,.2f}",
             f"{p.lower:,.2f} .. {p.upper:,.2f}",
             f"{p.naive:,.2f}",
-            fmt(p.var_95, ".2f"),
-            fmt(p.var_99, ".2f"),
-            fmt(p.p_up, ".2f"),
         )
+        risk.add_row(str(p.horizon), fmt(p.var_95), fmt(p.var_99), fmt(p.p_up, ".3f"))
     out.print(table)
+    out.print(risk)
 
 
 def show_risk(report: Risk) -> None:

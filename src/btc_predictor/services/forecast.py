@@ -344,7 +344,7 @@ def run_model(asset: str, located: Located) -> ModelRun:
             )
         note = widths
     if note is not None:
-        log.info("%s v%d served with static intervals: %s", asset, version.version_id, note)
+        log.debug("%s v%d served with static intervals: %s", asset, version.version_id, note)
     return ModelRun(asset, version, last_ts, located.data_mark, static, "static", None, note)
 
 

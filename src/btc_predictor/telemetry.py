@@ -57,9 +57,13 @@ SOURCE_ERRORS_TOTAL = Counter(
     "Market-data source failures (after retries), by source.",
     ["source"],
 )
+# Why the health schedule queued a retrain: the price model's live error or coverage, or the
+# risk model's live range error.
+RETRAIN_REASONS = ("live_error", "coverage", "range_error")
 RETRAINS_TRIGGERED_TOTAL = Counter(
     "bitcoin_lstm_retrains_triggered_total",
-    "Retraining jobs queued because live forecast health degraded, by reason.",
+    "Retraining jobs queued because live forecast health degraded, by reason (live_error, "
+    "coverage: the price model; range_error: the risk model).",
     ["asset", "reason"],
 )
 # Summed over the live processes of one server (API workers + embedded job worker).
@@ -235,5 +239,5 @@ def initialize_worker_series(
     for source in sources:
         SOURCE_ERRORS_TOTAL.labels(source)
     for asset in assets:
-        for reason in ("live_error", "coverage"):
+        for reason in RETRAIN_REASONS:
             RETRAINS_TRIGGERED_TOTAL.labels(asset, reason)

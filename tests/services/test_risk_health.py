@@ -18,6 +18,7 @@ from btc_predictor.services.training import train
 from btc_predictor.services.versions import active_version_id
 from btc_predictor.shapes.requests import TrainRequest
 from btc_predictor.storage.db import write_session
+from btc_predictor.telemetry import RETRAINS_TRIGGERED_TOTAL
 from tests.conftest import NOW
 from tests.factories import TODAY, fill_ledger
 from tests.risk_rows import fill_interval_scores, fill_risk_ledger, risk_scored
@@ -103,8 +104,11 @@ def test_a_degraded_risk_model_is_retrained_once_per_cooldown(
 ) -> None:
     fill_ledger(engine, 30, error=8.0)  # the price model is fine
     fill_risk_ledger(engine, 30, range_pct=9.0, actual=4.5, naive=5.5)  # 4.5x naive's error
+    counted = RETRAINS_TRIGGERED_TOTAL.labels("BTC-USD", "range_error")
+    before = counted._value.get()
     first = health_retrains(engine, risk_served, NOW)
     assert len(first) == 1
+    assert counted._value.get() == before + 1
     params = first[0]["params"]
     assert params["model"] == "naive-range" and "range MAE" in str(params["reason"])
     jobs.cancel_job(engine, str(first[0]["id"]), now=NOW)

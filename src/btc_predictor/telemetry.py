@@ -57,9 +57,13 @@ SOURCE_ERRORS_TOTAL = Counter(
     "Market-data source failures (after retries), by source.",
     ["source"],
 )
+# Why the health schedule queued a retrain: the price model's live error or coverage, or the
+# risk model's live range error.
+RETRAIN_REASONS = ("live_error", "coverage", "range_error")
 RETRAINS_TRIGGERED_TOTAL = Counter(
     "bitcoin_lstm_retrains_triggered_total",
-    "Retraining jobs queued because live forecast health degraded, by reason.",
+    "Retraining jobs queued because live forecast health degraded, by reason (live_error, "
+    "coverage: the price model; range_error: the risk model).",
     ["asset", "reason"],
 )
 # Summed over the live processes of one server (API workers + embedded job worker).
@@ -108,6 +112,39 @@ HEALTH_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "bitcoin_lstm_live_scored_forecasts": (
         "Scored ledger forecasts in the last 30 days (alerts wait for enough of them).",
+        ("asset", "horizon"),
+    ),
+    # Risk (issue 17): the scored risk ledger and the adaptive interval state.
+    "bitcoin_lstm_live_range_abs_error": (
+        "Mean absolute error (percentage points) of scored range forecasts over the last 30 "
+        'days; model="naive-range" is the naive range (the last closed day\'s) on the same days.',
+        ("asset", "horizon", "model"),
+    ),
+    "bitcoin_lstm_live_range_scored_forecasts": (
+        "Scored risk ledger forecasts in the last 30 days (alerts wait for enough of them).",
+        ("asset", "horizon"),
+    ),
+    "bitcoin_lstm_live_var_violation_ratio": (
+        "Share of the newest 250 scored next-day targets whose close fell below VaR at the "
+        "level (95: expect 0.05, 99: expect 0.01).",
+        ("asset", "level"),
+    ),
+    "bitcoin_lstm_live_var_scored_days": (
+        "Scored next-day targets behind the VaR violation ratio (at most 250).",
+        ("asset", "level"),
+    ),
+    "bitcoin_lstm_live_range_pct": (
+        "The newest scored next-day range forecast (range % of the previous close): "
+        "forecast, lower, upper, naive and the realised range.",
+        ("asset", "series"),
+    ),
+    "bitcoin_lstm_live_var_loss_pct": (
+        "The newest scored next-day VaR 95/99 and the realised loss (% of the previous close; "
+        "negative = a gain).",
+        ("asset", "series"),
+    ),
+    "bitcoin_lstm_interval_adaptive_level": (
+        "Coverage level the adaptive intervals apply for nominal 90% (0.9 in a steady regime).",
         ("asset", "horizon"),
     ),
     "bitcoin_lstm_alert_threshold": (
@@ -202,5 +239,5 @@ def initialize_worker_series(
     for source in sources:
         SOURCE_ERRORS_TOTAL.labels(source)
     for asset in assets:
-        for reason in ("live_error", "coverage"):
+        for reason in RETRAIN_REASONS:
             RETRAINS_TRIGGERED_TOTAL.labels(asset, reason)

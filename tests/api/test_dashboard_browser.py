@@ -52,7 +52,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[str]:
-    """`serve` (with its worker) over real BTC history and an active drift model."""
+    """`serve` (with its worker) over real BTC history, an active drift model and (trained
+    after it, so the price intervals stay static) an active har risk model."""
     root = tmp_path_factory.mktemp("dashboard")
     settings = Settings(data_dir=root / "data", api_key=API_KEY, sources=["yahoo"])
     engine = create_db_engine(settings)
@@ -60,6 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Itera
     csv = shared_data / "Bitstamp_BTCUSD_d.csv"
     ingest(settings, engine, IngestRequest(asset="BTC-USD", path=csv), now=NOW)
     train(settings, engine, TrainRequest(model="drift", promote="always"), now=NOW)
+    train(settings, engine, TrainRequest(model="har", promote="always"), now=NOW)
     engine.dispose()
     with serving(settings.data_dir, root / "serve.log", **OFFLINE) as url:
         yield url
@@ -171,6 +173,73 @@ def test_metrics_card_shows_the_api_forecast_and_the_verdict(
     ledger = requests.get(f"{server}/api/v1/predictions?limit=200", timeout=5).json()
     rows = dashboard.page.locator("[data-testid=ledger-table] tbody tr").count()
     assert rows == min(len(ledger), 50) > 0  # the dashboard's own forecast is in the ledger
+
+
+def test_risk_card_shows_the_api_range_var_direction_and_verdict(
+    dashboard: Dashboard, server: str
+) -> None:
+    from datetime import date
+
+    risk = requests.get(f"{server}/api/v1/risk?horizon=14", timeout=5).json()
+    forecast = requests.get(f"{server}/api/v1/forecast?horizon=14", timeout=5).json()
+    active = next(
+        v
+        for v in requests.get(f"{server}/api/v1/models", timeout=5).json()
+        if v["active"] and v["family"] == "risk"
+    )
+    assert dashboard.problems == []
+    # The expected range for the next days, drawn as a band with naive.
+    chart = dashboard.page.locator("[data-testid=risk-chart]")
+    assert int(chart.get_attribute("data-points")) == len(risk["points"]) == 14
+    assert drawn_pixels(dashboard, "[data-testid=risk-chart]") > 1000
+    assert "naive range" in dashboard.text("[data-testid=risk-chart]")
+    rows = dashboard.page.locator("[data-testid=risk-table] tbody tr")
+    assert rows.count() == 7
+    for i, point in enumerate(risk["points"][:7]):
+        day, expected, band, naive = rows.nth(i).inner_text().split("\t")
+        target = date.fromisoformat(point["target_date"])
+        assert day == f"{target:%b} {target.day}, {target.year}"
+        assert expected == f"{point['range_pct']:.2f}%"
+        assert band == f"{point['range_lower_pct']:.2f}% – {point['range_upper_pct']:.2f}%"
+        assert naive == f"{point['naive_range_pct']:.2f}%"
+    # Next-day VaR: the risk answer's, which is the price forecast's distribution.
+    first, price = risk["points"][0], forecast["points"][0]
+    for level in (95, 99):
+        var = first[f"var_{level}"]
+        assert var is not None and var == pytest.approx(price[f"var_{level}"])
+        node = dashboard.page.locator(f"[data-testid=var-{level}]")
+        assert float(node.get_attribute("data-value")) == pytest.approx(var)
+        assert f"{level}%: {var:.2f}% of the last close" in node.inner_text()
+    # p_up, with the honest note: drift ties naive, so p_up stays at 0.5.
+    p_up = price["p_up"]
+    assert p_up == 0.5
+    assert float(dashboard.page.locator("[data-testid=p-up]").get_attribute("data-value")) == p_up
+    assert dashboard.text("[data-testid=p-up]") == f"{p_up:.1%}"
+    assert dashboard.text("[data-testid=p-up-note]").startswith("no directional edge")
+    notes = dashboard.page.evaluate(
+        "async () => { const m = await import('./js/risk.js');"
+        " return [0.449, 0.45, 0.55, 0.551].map(m.directionNote); }"
+    )
+    assert [n.split(":")[0] for n in notes] == [
+        "leans down",
+        "no directional edge",
+        "no directional edge",
+        "leans up",
+    ]
+    # The range model's holdout MASE with the price model's verdict rule.
+    mase = active["holdout_mase"]
+    assert dashboard.text("[data-testid=risk-mase]") == f"{mase:.3f}"
+    verdict = (
+        "beats the naive range"
+        if mase < 0.995
+        else "ties the naive range"
+        if mase <= 1.005
+        else "worse than naive"
+    )
+    assert dashboard.text("[data-testid=risk-verdict]") == verdict
+    assert mase < 0.95  # har beats the naive range on real BTC (measured 0.668 here)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dashboard.page.locator("#risk-card").screenshot(path=str(ARTIFACTS / "dashboard-risk.png"))
 
 
 def test_mutations_without_or_with_a_wrong_key_explain_why(dashboard: Dashboard) -> None:

@@ -178,6 +178,30 @@ def test_forecasts_dashboard_panels_and_asset_variable():
                     assert 'asset="$asset"' in selector, (panel["title"], selector)
 
 
+def test_forecasts_dashboard_risk_row():
+    board = dashboards()["btcp-forecasts"]
+    ranges = panel_with(board, "bitcoin_lstm_live_range_pct")
+    series = " ".join(exprs(ranges))
+    for name in ("forecast", "lower", "upper", "naive", "realised"):
+        assert f'series="{name}"' in series, name
+    fills = [
+        p
+        for o in ranges["fieldConfig"]["overrides"]
+        for p in o["properties"]
+        if p["id"] == "custom.fillBelowTo"
+    ]
+    assert fills, "the range band is drawn as a band"
+    var = panel_with(board, 'series="var_95"', 'series="var_99"', 'series="realised_loss"')
+    marks = [e for e in exprs(var) if ">" in e]
+    assert len(marks) == 2, "violations of VaR 95 and 99 are marked"
+    panel_with(board, "bitcoin_lstm_live_range_abs_error", 'model="naive-range"')
+    kupiec = panel_with(board, "bitcoin_lstm_live_var_violation_ratio")
+    assert {"vector(7 / 250)", "vector(19 / 250)", "vector(1 / 250)", "vector(6 / 250)"} <= set(
+        exprs(kupiec)
+    )
+    panel_with(board, "bitcoin_lstm_interval_adaptive_level", "vector(0.9)")
+
+
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path):
     promtool = tool("promtool")
     rules = []

@@ -46,6 +46,11 @@ DATABASE_GAUGES = (
     "bitcoin_lstm_live_interval_coverage",
     "bitcoin_lstm_live_scored_forecasts",
     "bitcoin_lstm_alert_threshold",
+    "bitcoin_lstm_live_range_abs_error",
+    "bitcoin_lstm_live_range_scored_forecasts",
+    "bitcoin_lstm_live_var_violation_ratio",
+    "bitcoin_lstm_live_var_scored_days",
+    "bitcoin_lstm_interval_adaptive_level",
 )
 
 
@@ -267,6 +272,28 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "data_test.yml",
     ),
     "4xx counted as errors": ('status=~"5.."', 'status=~"[45].."', "api_test.yml"),
+    "VaR band judged before 250 days": (
+        "(max by (asset, level) (bitcoin_lstm_live_var_scored_days) >= 250)",
+        "(max by (asset, level) (bitcoin_lstm_live_var_scored_days) >= 0)",
+        "risk_test.yml",
+    ),
+    "VaR 99 band missing its lower edge": (
+        '(bitcoin_lstm_live_var_violation_ratio{level="99"}) < 0.5 / 250',
+        '(bitcoin_lstm_live_var_violation_ratio{level="99"}) < 0',
+        "risk_test.yml",
+    ),
+    "range minimum of scored forecasts ignored": (
+        "max by (asset, horizon) (bitcoin_lstm_live_range_scored_forecasts)\n"
+        '            >= scalar(max(bitcoin_lstm_alert_threshold{name="min_scored_forecasts"}) '
+        "or vector(10))",
+        "max by (asset, horizon) (bitcoin_lstm_live_range_scored_forecasts) >= 0",
+        "risk_test.yml",
+    ),
+    "adaptive level band too wide": (
+        "(bitcoin_lstm_interval_adaptive_level) < 0.85",
+        "(bitcoin_lstm_interval_adaptive_level) < 0.75",
+        "risk_test.yml",
+    ),
 }
 
 
@@ -285,6 +312,18 @@ def test_unit_tests_catch_a_broken_rule(mutation: str, tmp_path: Path):
     result = run([promtool, "test", "rules", test_file], cwd=tmp_path / "tests")
     assert result.returncode != 0, f"the unit tests did not notice: {mutation}"
     assert "FAILED" in result.stdout + result.stderr
+
+
+def test_var_rule_uses_the_kupiec_band_of_250_days():
+    """The rule's cut-offs sit half a violation outside the Kupiec POF acceptance region."""
+    from btc_predictor.services.risk_health import kupiec_band
+
+    (rule,) = [r for r in alert_rules() if r["alert"] == "BtcpVarViolationsOutsideKupiecBand"]
+    for level in (95, 99):
+        low, high = kupiec_band(250, level)
+        pattern = rf'ratio\{{level="{level}"\}}\) ([<>]) ([0-9.]+) / 250'
+        cuts = dict(re.findall(pattern, rule["expr"]))
+        assert float(cuts["<"]) == low - 0.5 and float(cuts[">"]) == high + 0.5, level
 
 
 def test_monitoring_tests_dir_holds_only_rule_tests():

@@ -3,8 +3,9 @@
 The stack runs as in Compose, on 127.0.0.1: ``serve --workers 2`` without the embedded
 worker, a separate ``worker`` that bootstraps from the real BTC CSV (ingest, then training),
 a forecast ledger seeded with a month of scored forecasts (so the live-error gauges exist,
-twice as wrong as naive, so that alert is pending), one failing online refresh (source
-errors, a failed job) and some traffic. Prometheus runs with monitoring/prometheus.yml and
+twice as wrong as naive, so that alert is pending), a risk ledger seeded with 260 scored next
+days (the newest one breaks VaR 99; the adaptive level comes from the bootstrap price
+version's holdout scores), one failing online refresh (source errors, a failed job) and some traffic. Prometheus runs with monitoring/prometheus.yml and
 alerts.yml, its targets pointed at these processes and its intervals at one second.
 """
 
@@ -28,7 +29,7 @@ import yaml
 
 from btc_predictor.config import Settings
 from btc_predictor.storage.db import create_db_engine, upgrade, write_session
-from btc_predictor.storage.tables import PredictionRow
+from btc_predictor.storage.tables import PredictionRow, RiskPredictionRow
 from tests.api.conftest import API_KEY, AUTH
 from tests.api.live import free_port, stop, wait_ready
 from tests.conftest import unavailable
@@ -88,6 +89,49 @@ def seed_degraded_ledger(settings: Settings, today: datetime) -> None:
     engine.dispose()
 
 
+def seed_risk_ledger(settings: Settings, today: datetime) -> None:
+    """260 scored next-day risk forecasts, VaR 95 broken every 10th day, VaR 99 every 50th
+    (the newest day breaks both: its violation marks have data), range error 1.5x naive's."""
+    engine = create_db_engine(settings)
+    with write_session(engine) as session:
+        for back in range(260):
+            day = (today - timedelta(days=back)).date()
+            made = datetime.combine(day - timedelta(days=1), datetime.min.time(), UTC)
+            loss = 6.0 if back % 50 == 0 else 4.0 if back % 10 == 0 else -1.0
+            session.add(
+                RiskPredictionRow(
+                    asset="BTC-USD",
+                    model="har",
+                    model_version=998,
+                    price_version=999,
+                    as_of=made,
+                    horizon=1,
+                    target_date=day,
+                    last_close=100.0,
+                    level=90,
+                    volatility=2.0,
+                    range_pct=4.0,
+                    range_lower_pct=2.0,
+                    range_upper_pct=8.0,
+                    naive_range_pct=4.5,
+                    var_95=3.0,
+                    var_99=5.0,
+                    p_up=0.5,
+                    created_at=made,
+                    actual_range_pct=5.5,
+                    abs_error=1.5,
+                    naive_abs_error=1.0,
+                    inside=True,
+                    loss_pct=loss,
+                    var_95_violated=loss > 3.0,
+                    var_99_violated=loss > 5.0,
+                    went_up=loss < 0,
+                    scored_at=made + timedelta(days=1),
+                )
+            )
+    engine.dispose()
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A process in its own session, output to ``log``."""
     with log.open("wb") as out:
@@ -132,6 +176,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterat
     tmp = tmp_path_factory.mktemp("stack")
     settings = Settings(data_dir=tmp / "data", api_key=API_KEY)
     seed_degraded_ledger(settings, datetime.now(UTC))
+    seed_risk_ledger(settings, datetime.now(UTC))
     api_port, worker_port, prom_port = free_port(), free_port(), free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -154,6 +199,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterat
         url = f"http://127.0.0.1:{api_port}"
         wait_ready(url, api, tmp / "api.log")
         wait_for("the bootstrap model", lambda: requests.get(f"{url}/predict").status_code == 200)
+        # The bootstrap trains the risk model first: the price version is adaptive (its
+        # holdout scores give the adaptive-level gauge).
+        assert requests.get(f"{url}/api/v1/forecast").json()["interval_method"] == "adaptive"
         refresh = requests.post(f"{url}/api/v1/assets/BTC-USD/refresh", headers=AUTH)
         assert refresh.status_code == 202
         job = refresh.json()["id"]

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from btc_predictor.api.state import Outage
 from btc_predictor.config import Settings
 from btc_predictor.errors import BtcpError
-from btc_predictor.services import ledger, versions
+from btc_predictor.services import ledger, risk_health, versions
 from btc_predictor.services.health import LIVE_DAYS, summarize, thresholds
 from btc_predictor.services.ingest import newest_candles
 from btc_predictor.shapes.requests import ForecastRequest
@@ -100,6 +100,8 @@ class HealthCollector(Collector):
         for asset in newest:
             samples += self._forecast_samples(asset, now)
             samples += _live_samples(self.engine, asset, now.date())
+            samples += _risk_samples(self.engine, asset, now.date())
+            samples += _adaptive_samples(self.settings, self.engine, asset)
         return samples
 
     def _forecast_samples(self, asset: str, now: datetime) -> list[Sample]:
@@ -160,4 +162,52 @@ def _live_samples(engine: Engine, asset: str, today: date) -> list[Sample]:
             ("bitcoin_lstm_live_interval_coverage", (asset, h), live.coverage),
             ("bitcoin_lstm_live_scored_forecasts", (asset, h), float(live.n)),
         ]
+    return samples
+
+
+def _risk_samples(engine: Engine, asset: str, today: date) -> list[Sample]:
+    """Live range error (risk models and naive-range), VaR violations, the newest scored pair.
+
+    Three indexed reads per asset: a 30-day aggregate, the newest 250 next-day targets, one row.
+    """
+    samples: list[Sample] = []
+    for horizon, live in risk_health.live_range(engine, asset=asset, end=today).items():
+        h = str(horizon)
+        for model, mae in live.mae_by_model.items():
+            if model == risk_health.NAIVE_RANGE:  # an active naive-range is the baseline itself
+                continue
+            samples.append(("bitcoin_lstm_live_range_abs_error", (asset, h, model), mae))
+        samples += [
+            (
+                "bitcoin_lstm_live_range_abs_error",
+                (asset, h, risk_health.NAIVE_RANGE),
+                live.naive_mae,
+            ),
+            ("bitcoin_lstm_live_range_scored_forecasts", (asset, h), float(live.n)),
+        ]
+    for var in ledger.var_violations(engine, asset=asset):
+        if var.ratio is not None:
+            lv = str(var.level)
+            samples += [
+                ("bitcoin_lstm_live_var_violation_ratio", (asset, lv), var.ratio),
+                ("bitcoin_lstm_live_var_scored_days", (asset, lv), float(var.n)),
+            ]
+    last = risk_health.last_scored(engine, asset)
+    if last is not None:
+        samples += [
+            ("bitcoin_lstm_live_range_pct", (asset, k), v) for k, v in last.range_pct.items()
+        ]
+        samples += [
+            ("bitcoin_lstm_live_var_loss_pct", (asset, k), v) for k, v in last.var_loss_pct.items()
+        ]
+    return samples
+
+
+def _adaptive_samples(settings: Settings, engine: Engine, asset: str) -> list[Sample]:
+    """The level the adaptive intervals apply for nominal 90%, per dashboard horizon."""
+    samples: list[Sample] = []
+    for horizon in FORECAST_HORIZONS:
+        level = risk_health.adaptive_level(settings, engine, asset, horizon)
+        if level is not None:
+            samples.append(("bitcoin_lstm_interval_adaptive_level", (asset, str(horizon)), level))
     return samples

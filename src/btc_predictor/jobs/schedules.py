@@ -14,7 +14,11 @@ process (the API) can list them.
 - ``health``: every hour, per tracked asset, :func:`services.health.degradation` (live error worse
   than naive's by the margin, or coverage outside its band, on each of the last
   ``degraded_days`` days) queues a ``retrain`` that records why, at most one per asset per
-  ``retrain_cooldown``; the promotion rule still decides whether the new version serves.
+  ``retrain_cooldown``; the promotion rule still decides whether the new version serves. The
+  active risk model is watched the same way (:func:`services.risk_health.risk_degradation`:
+  live range error worse than the naive range's by the margin on each of those days) and
+  queues a ``retrain`` of that risk model, with its own cooldown (a retrain of both defaults
+  counts for either).
 - ``bootstrap``: at every worker start, for each tracked asset without an active model: with
   no stored data, an ingest job (the first-run ingest, BOOTSTRAP_CSV aware) that queues the
   default models' training when it succeeds (chained, so training never starts before its
@@ -37,9 +41,11 @@ from sqlalchemy import Engine
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import InvalidInputError, JobRunningError
+from btc_predictor.forecasting.registry import RISK_MODELS
 from btc_predictor.jobs.queue import submit
 from btc_predictor.services.health import degradation
 from btc_predictor.services.ingest import has_candles
+from btc_predictor.services.risk_health import active_risk_model, risk_degradation
 from btc_predictor.services.versions import active_version_id
 from btc_predictor.shapes.results import ScheduleView
 from btc_predictor.storage import job_store
@@ -172,27 +178,66 @@ def _retrain(engine: Engine, settings: Settings, now: datetime) -> list[str]:
 
 
 def _health(engine: Engine, settings: Settings, now: datetime) -> list[str]:
-    """A retrain per tracked asset whose live forecasts degraded (outside its cooldown)."""
+    """A retrain per tracked asset whose live forecasts degraded (outside its cooldown), and a
+    retrain of the active risk model whose live range error degraded (outside its own)."""
     job_ids: list[str] = []
     for asset in settings.assets:
         if active_version_id(engine, asset) is None:
             continue  # nothing serves yet: bootstrap's training, not a retrain, is due
-        reason = degradation(settings, engine, asset, now.date())
-        if reason is None or _recent_health_retrain(engine, asset, now - settings.retrain_cooldown):
-            continue
-        params = {"asset": asset, "reason": reason, "trigger": "health"}
-        queued = _submit(engine, settings, "retrain", params, now)
-        if queued:
-            RETRAINS_TRIGGERED_TOTAL.labels(asset, _reason_kind(reason)).inc()
-            log.warning("queued retrain %s of %s: %s", queued[0], asset, reason)
-        job_ids += queued
+        job_ids += _price_health(engine, settings, asset, now)
+        job_ids += _risk_health(engine, settings, asset, now)
     return job_ids
 
 
-def _recent_health_retrain(engine: Engine, asset: str, since: datetime) -> bool:
-    """Whether a health-triggered retrain of ``asset`` was queued since ``since``."""
+def _price_health(engine: Engine, settings: Settings, asset: str, now: datetime) -> list[str]:
+    """A retrain of the default models (risk, then price) when the price forecasts degraded."""
+    reason = degradation(settings, engine, asset, now.date())
+    since = now - settings.retrain_cooldown
+    if reason is None or _recent_health_retrain(engine, asset, since, "price"):
+        return []
+    params = {"asset": asset, "reason": reason, "trigger": "health"}
+    return _queue_health_retrain(engine, settings, params, now, _reason_kind(reason))
+
+
+def _risk_health(engine: Engine, settings: Settings, asset: str, now: datetime) -> list[str]:
+    """A retrain of the active risk model's kind when its live range error degraded."""
+    model = active_risk_model(engine, asset)
+    if model is None:
+        return []
+    reason = risk_degradation(settings, engine, asset, now.date())
+    since = now - settings.retrain_cooldown
+    if reason is None or _recent_health_retrain(engine, asset, since, "risk"):
+        return []
+    params = {"asset": asset, "model": model, "reason": reason, "trigger": "health"}
+    return _queue_health_retrain(engine, settings, params, now, "range_error")
+
+
+def _queue_health_retrain(
+    engine: Engine, settings: Settings, params: dict[str, Any], now: datetime, kind: str
+) -> list[str]:
+    """Queue one health-triggered retrain and count it by reason."""
+    queued = _submit(engine, settings, "retrain", params, now)
+    if queued:
+        RETRAINS_TRIGGERED_TOTAL.labels(params["asset"], kind).inc()
+        log.warning("queued retrain %s of %s: %s", queued[0], params["asset"], params["reason"])
+    return queued
+
+
+def _recent_health_retrain(engine: Engine, asset: str, since: datetime, family: str) -> bool:
+    """Whether a health-triggered retrain covering ``family`` of ``asset`` was queued since
+    ``since`` (a retrain without a model trains both default models: it covers both)."""
     params = job_store.params_since(engine, kind="retrain", since=since)
-    return any(p.get("asset") == asset and p.get("trigger") == "health" for p in params)
+    return any(
+        p.get("asset") == asset
+        and p.get("trigger") == "health"
+        and (p.get("model") is None or _family(str(p["model"])) == family)
+        for p in params
+    )
+
+
+def _family(model: str) -> str:
+    """``price`` or ``risk`` for a stored model name (an unknown one counts as price)."""
+    return "risk" if model in RISK_MODELS else "price"
 
 
 def _reason_kind(reason: str) -> str:

@@ -7,6 +7,7 @@ import { $, showError } from "./dom.js";
 import { loadLedger, renderLedger } from "./ledger.js";
 import { loadModels, renderModels, setupTraining } from "./models.js";
 import { loadForecast, renderActiveModel, renderHeader, renderMetrics } from "./overview.js";
+import { loadRisk, renderRisk } from "./risk.js";
 
 const state = { assets: [], asset: "" };
 
@@ -27,7 +28,7 @@ async function guarded(section, work) {
 }
 
 /** Chart, metrics, ledger: the forecast is fetched before the ledger so it shows there. */
-async function refreshForecast(row, active) {
+async function refreshForecast(row, active, activeRisk) {
   const loaded = await guarded($("#forecast-chart").closest("section"), () => loadForecast(row, active, options()));
   const last = loaded?.candles.at(-1);
   renderHeader(row, last ? last.close : null);
@@ -35,6 +36,8 @@ async function refreshForecast(row, active) {
   const ledger = row.rows ? await guarded($("#ledger-card"), () => loadLedger(row.asset)) : [];
   if (ledger) renderLedger(row.asset, ledger);
   await guarded($("#metrics-card"), async () => renderMetrics(row.asset, loaded?.forecast, active, ledger));
+  await guarded($("#risk-card"), async () => renderRisk(row.asset,
+    await loadRisk(row, activeRisk, options().horizon), loaded?.forecast, activeRisk));
 }
 
 let refreshing = null; // the running refresh: later requests coalesce into one rerun
@@ -67,10 +70,11 @@ async function refreshOnce() {
   // undefined: the versions could not be listed (the error shows); still try the forecast.
   // The forecast is the active *price* version's; a risk version is active beside it.
   const active = versions ? versions.find((v) => v.active && (v.family ?? "price") === "price") || null : undefined;
+  const activeRisk = versions ? versions.find((v) => v.active && v.family === "risk") || null : undefined;
   renderActiveModel(active);
   if (versions) renderModels(row.asset, versions, reloadAssets);
   await Promise.all([
-    refreshForecast(row, active),
+    refreshForecast(row, active, activeRisk),
     guarded($("#backtest-card"), () => loadBacktests(row.asset)),
   ]);
   document.body.dataset.loaded = "true";
@@ -129,6 +133,7 @@ function setupControls() {
   $("#reload").addEventListener("click", reloadAssets);
   followWidth($("#forecast-chart"));
   followWidth($("#backtest-chart"));
+  followWidth($("#risk-chart"));
 }
 
 setupKey();

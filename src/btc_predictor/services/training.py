@@ -273,8 +273,10 @@ def _holdout_scores(
     and the first holdout origin's day; None (logged) when the risk model cannot be fitted."""
     holdout = outcome.holdout
     origins = holdout.horizons[0].origins
-    ohlc = risk.risk_data(data.asset, candles).ohlc
     try:
+        # Price models train on closes only: a bad candle (high < low) costs the normalised
+        # scores (intervals fall back to static), never the price version.
+        ohlc = risk.risk_data(data.asset, candles).ohlc
         model = create_risk_model(risk_model, max_horizon=settings.max_horizon)
         sigma = holdout_sigma(model, ohlc, holdout.split, origins, seed=seed)
         scores = adaptive.holdout_scores(holdout.residuals_per_horizon, sigma)

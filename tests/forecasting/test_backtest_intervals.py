@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from btc_predictor.errors import InvalidInputError, ModelNotFoundError
-from btc_predictor.forecasting import intervals, metrics
+from btc_predictor.forecasting import backtest_intervals as bi
+from btc_predictor.forecasting import interval_choice, intervals, metrics
 from btc_predictor.forecasting.adaptive import Predictive, direction_weight, predictive_grid
 from btc_predictor.forecasting.backtest import backtest
 from btc_predictor.forecasting.backtest_intervals import risk_sigma
@@ -220,3 +221,44 @@ def test_adaptive_needs_the_backtested_candles(candles: OHLC) -> None:
         run(candles, risk_model="prophet-vol")
     with pytest.raises(InvalidInputError, match="interval method"):
         run(candles, "conformal")
+
+
+def test_adaptive_serves_static_bands_in_the_folds_where_they_scored_better() -> None:
+    """σ̂ informative at h=1, pure noise at h=2: later folds serve static bands at h=2 only,
+    each fold's choice made on the origins realised by its start, its cells static's own."""
+    rng = np.random.default_rng(5)
+    n, var, returns, true_sigma = 1600, 4e-4, [], []
+    for _ in range(n):  # GARCH(1,1) log returns and their conditional σ
+        true_sigma.append(np.sqrt(var))
+        returns.append(true_sigma[-1] * rng.standard_normal())
+        var = 2e-5 + 0.1 * returns[-1] ** 2 + 0.85 * var
+    y = 100 * np.exp(np.cumsum(returns))
+    origins = np.arange(200, n - 1)
+    forecasts = np.repeat(y[origins][:, None], 2, axis=1)  # naive
+    sigma = np.column_stack(
+        [np.array(true_sigma)[origins + 1], 0.02 * np.exp(0.6 * rng.standard_normal(origins.size))]
+    )
+    spans = [bi.FoldSpan(int(a), int(min(a + 29, origins[-1]))) for a in origins[::30]]
+    table = bi.adaptive_table(y, spans, origins, forecasts, sigma, 90, 365)
+    static = bi.static_table(y, spans, origins, forecasts, 90, 365)
+    residuals = bi.residual_table(y, origins, forecasts)
+    assert table.static_horizons is not None
+    for h in (1, 2):
+        scaled, plain = interval_choice.band_scores(residuals[:, h - 1], sigma[:, h - 1], h)
+        for span, chosen in zip(spans, table.static_horizons, strict=True):
+            seen = origins + h <= span.first
+            assert (h in chosen) == (not interval_choice.scaled_wins(scaled[seen], plain[seen], h))
+            rows = (origins >= span.first) & (origins <= span.last)
+            if h in chosen:
+                for name in ("lower", "upper", "var_95", "var_99", "p_up"):
+                    got, want = getattr(table, name), getattr(static, name)
+                    assert np.array_equal(got[rows, h - 1], want[rows, h - 1], equal_nan=True)
+    late = table.static_horizons[len(spans) // 2 :]
+    assert all(c == (2,) for c in late)
+
+
+def test_the_report_names_each_folds_static_horizons(adaptive: BacktestResult) -> None:
+    report = adaptive.to_json([f"d{i}" for i in range(N)], asset="BTC-USD")
+    assert all(isinstance(f["static_horizons"], list) for f in report["fold_details"])
+    static = run(synthetic_ohlc(N, seed=3), "static").to_json([str(i) for i in range(N)], asset="X")
+    assert all(f["static_horizons"] == [] for f in static["fold_details"])

@@ -7,7 +7,13 @@ import pytest
 
 from btc_predictor.errors import ArtifactError, HorizonExceedsModelError, NotEnoughDataError
 from btc_predictor.forecasting.intervals import conformal_quantile, intervals_per_horizon
-from btc_predictor.forecasting.paths import ForecastPath, HalfWidths
+from btc_predictor.forecasting.paths import (
+    SERVED_GRID,
+    AdaptiveWidths,
+    ForecastPath,
+    HalfWidths,
+    MixedWidths,
+)
 
 RNG = np.random.default_rng(14)
 HORIZONS = 30
@@ -75,3 +81,22 @@ def test_a_bound_that_overflows_is_refused_at_its_horizon_only() -> None:
     assert run.usable(90) == 2
     with pytest.raises(ArtifactError, match="not finite at horizon 3"):
         run.forecast(3, 90)
+
+
+def test_mixed_widths_take_each_horizon_from_the_method_serving_it() -> None:
+    rng = np.random.default_rng(2)
+    static = HalfWidths([rng.standard_normal(400) * 0.02 * h for h in (1, 2, 3)])
+    quantiles = np.tile(np.linspace(0.05, 3.0, SERVED_GRID.size), (3, 1))
+    scaled = AdaptiveWidths(quantiles, np.array([0.01, 0.03, 0.05]))
+    mixed = MixedWidths(scaled, static, frozenset({2, 3}))
+    for level in (50, 90, 99):
+        got = mixed.at(level).q
+        assert got[0] == scaled.at(level).q[0]
+        assert got[1:].tolist() == static.at(level).q[1:].tolist()
+    for h, source in ((1, scaled), (2, static), (3, static)):
+        got_p, want_p = mixed.predictive(h, 100.0, 101.0), source.predictive(h, 100.0, 101.0)
+        assert got_p is not None and want_p is not None
+        assert got_p.sigma == want_p.sigma and np.array_equal(got_p.quantiles, want_p.quantiles)
+    path = ForecastPath(np.array([101.0, 102.0, 103.0]), 100.0, mixed)
+    lower, _ = path.bounds(90)
+    assert lower[1] == 102.0 * np.exp(-static.at(90).q[1])

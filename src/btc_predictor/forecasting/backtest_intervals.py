@@ -13,7 +13,10 @@ origin close) and ``p_up``, all read from one predictive distribution
   folds (fitted on candles before the fold start, forecasting from each origin with the
   candles up to it) and the online correction replays day by day
   (:func:`~btc_predictor.forecasting.adaptive.walk_forward`): an origin's quantile uses only
-  scores whose target was realised by then.
+  scores whose target was realised by then. A (fold, horizon) whose static bands scored
+  significantly better on the origins realised by the fold's start serves the static cells
+  instead (:mod:`~btc_predictor.forecasting.interval_choice`), as a version trained then
+  would have chosen on its holdout.
 
 Burn-in is per fold for both: a fold whose first origin lacks an interval at some horizon gets
 none (so ``fold_details[].burn_in`` keeps its meaning). The adaptive replay needs 99 realised
@@ -32,7 +35,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 
 from btc_predictor.errors import InvalidInputError, NotEnoughDataError
-from btc_predictor.forecasting import adaptive, metrics
+from btc_predictor.forecasting import adaptive, interval_choice, metrics
 from btc_predictor.forecasting.base import FloatArray, JSONValue
 from btc_predictor.forecasting.intervals import (
     conformal_quantile,
@@ -68,6 +71,8 @@ class IntervalTable:
     var_99: FloatArray
     p_up: FloatArray
     burn_in: list[bool]
+    # Per fold, the horizons served by static bands (adaptive backtests: see interval_choice).
+    static_horizons: list[tuple[int, ...]] | None = None
 
 
 def residual_table(y: FloatArray, origins: IntArray, forecasts: FloatArray) -> FloatArray:
@@ -82,10 +87,14 @@ def residual_table(y: FloatArray, origins: IntArray, forecasts: FloatArray) -> F
     return table
 
 
-def _table(columns: list[FloatArray], burn_in: list[bool]) -> IntervalTable:
+def _table(
+    columns: list[FloatArray],
+    burn_in: list[bool],
+    static_horizons: list[tuple[int, ...]] | None = None,
+) -> IntervalTable:
     """The five columns of :func:`_empty`, filled, with the burn-in flags."""
     lower, upper, var_95, var_99, p_up = columns
-    return IntervalTable(lower, upper, var_95, var_99, p_up, burn_in)
+    return IntervalTable(lower, upper, var_95, var_99, p_up, burn_in, static_horizons)
 
 
 def _empty(shape: tuple[int, ...]) -> list[FloatArray]:
@@ -256,8 +265,10 @@ def adaptive_table(
     level: int,
     window: int | None,
 ) -> IntervalTable:
-    """Adaptive bounds, VaR and p_up per origin (consecutive), then burn-in folds blanked."""
-    residual_table(y, origins, forecasts)  # refuses non-positive forecasts
+    """Adaptive bounds, VaR and p_up per origin (consecutive), static ones in the (fold,
+    horizon) cells where static bands scored better by the fold's start, then burn-in folds
+    blanked (:mod:`~btc_predictor.forecasting.interval_choice`)."""
+    residuals = residual_table(y, origins, forecasts)  # refuses non-positive forecasts
     weights = direction_weights(y, spans, origins, forecasts)
     columns = _empty(forecasts.shape)
     for h in range(1, forecasts.shape[1] + 1):
@@ -277,7 +288,41 @@ def adaptive_table(
         values = (wf.lower, wf.upper, wf.var_95, wf.var_99, wf.p_up)
         for column, value in zip(columns, values, strict=True):
             column[:, h - 1] = value
-    return _blank_burn_in(columns, spans, origins)
+    static = static_table(y, spans, origins, forecasts, level, window)
+    chosen = _static_cells(residuals, sigma, spans, origins, window)
+    for span, horizons in zip(spans, chosen, strict=True):
+        rows = (origins >= span.first) & (origins <= span.last)
+        for h in horizons:
+            for column, source in zip(columns, _columns_of(static), strict=True):
+                column[rows, h - 1] = source[rows, h - 1]
+    table = _blank_burn_in(columns, spans, origins)
+    return _table(_columns_of(table), table.burn_in, chosen)
+
+
+def _static_cells(
+    residuals: FloatArray,
+    sigma: FloatArray,
+    spans: list[FoldSpan],
+    origins: IntArray,
+    window: int | None,
+) -> list[tuple[int, ...]]:
+    """Per fold, the horizons whose static bands beat adaptive ones on the origins realised
+    by the fold's first day (one causal replay per horizon, cut per fold)."""
+    chosen: list[list[int]] = [[] for _ in spans]
+    for h in range(1, residuals.shape[1] + 1):
+        scaled, plain = interval_choice.band_scores(
+            residuals[:, h - 1], sigma[:, h - 1], h, window=window
+        )
+        for i, span in enumerate(spans):
+            seen = origins + h <= span.first
+            if not interval_choice.scaled_wins(scaled[seen], plain[seen], h):
+                chosen[i].append(h)
+    return [tuple(c) for c in chosen]
+
+
+def _columns_of(table: IntervalTable) -> list[FloatArray]:
+    """The five columns of ``table`` in :func:`_empty`'s order."""
+    return [table.lower, table.upper, table.var_95, table.var_99, table.p_up]
 
 
 def _blank_burn_in(

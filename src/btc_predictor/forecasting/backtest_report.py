@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class FoldInfo:
     first_origin: int
     last_origin: int
     burn_in: bool
+    # Horizons whose bands were static in this fold (adaptive price backtests only).
+    static_horizons: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def _fold_json(fold: FoldInfo, dates: Sequence[str]) -> dict[str, Any]:
         "first_origin": dates[fold.first_origin],
         "last_origin": dates[fold.last_origin],
         "burn_in": fold.burn_in,
+        "static_horizons": list(fold.static_horizons),
     }
 
 
@@ -176,6 +179,11 @@ def assemble(
 ) -> BacktestResult:
     """Flatten the realised (origin, h) cells into series rows and score each horizon."""
     columns = _columns(y, origins, forecasts, table)
+    if table.static_horizons is not None:
+        folds = [
+            replace(f, static_horizons=chosen)
+            for f, chosen in zip(folds, table.static_horizons, strict=True)
+        ]
     return BacktestResult(
         model=model,
         level=level,

@@ -139,6 +139,36 @@ class AdaptiveWidths:
         return adaptive.Predictive(last_close, forecast, float(self.sigma[h - 1]), SERVED_GRID, q)
 
 
+class MixedWidths:
+    """Adaptive widths, with the static ones at the horizons a version serves static (where
+    σ̂-scaled bands did not beat them on its holdout: :mod:`..interval_choice`)."""
+
+    def __init__(
+        self, adaptive: AdaptiveWidths, static: Widening, static_horizons: frozenset[int]
+    ) -> None:
+        self.adaptive, self.static, self.static_horizons = adaptive, static, static_horizons
+        self._levels: dict[int, Widths] = {}
+
+    def at(self, level: int) -> Widths:
+        """The adaptive half-widths at ``level`` with the static horizons' swapped in."""
+        hit = self._levels.get(level)
+        if hit is None:
+            scaled, plain = self.adaptive.at(level), self.static.at(level)
+            q, problems = scaled.q.copy(), list(scaled.problems)
+            for h in self.static_horizons:
+                if h <= q.size:
+                    known = h <= plain.q.size
+                    q[h - 1] = plain.q[h - 1] if known else np.nan
+                    problems[h - 1] = plain.problems[h - 1] if known else "no static residuals"
+            hit = self._levels[level] = Widths(q, tuple(problems))
+        return hit
+
+    def predictive(self, h: int, last_close: float, forecast: float) -> adaptive.Predictive | None:
+        """Horizon ``h``'s distribution from the method that serves it."""
+        source: Widening = self.static if h in self.static_horizons else self.adaptive
+        return source.predictive(h, last_close, forecast)
+
+
 @dataclass(frozen=True, slots=True)
 class RiskFields:
     """VaR 95/99 (loss in % of the last close) and p_up per horizon; NaN where undefined."""

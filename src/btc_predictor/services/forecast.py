@@ -22,7 +22,7 @@ from btc_predictor.errors import BtcpError, InvalidInputError, NoDataError, NoMo
 from btc_predictor.forecasting import adaptive
 from btc_predictor.forecasting.base import FloatArray
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
-from btc_predictor.forecasting.paths import ForecastPath
+from btc_predictor.forecasting.paths import ForecastPath, MixedWidths
 from btc_predictor.services import intervals
 from btc_predictor.services.ingest import require_known_asset
 from btc_predictor.services.intervals import VersionIntervals
@@ -355,14 +355,45 @@ def run_model(asset: str, located: Located) -> ModelRun:
             version.intervals, inputs.live, inputs.sigma, raw.max_horizon, last_ts.date()
         )
         if not isinstance(widths, str):
-            path = ForecastPath(raw.values, raw.last_close, widths, version.direction_weight)
+            plain = version.intervals.static_horizons
+            mixed = MixedWidths(widths, raw.widths, plain) if plain else widths
+            path = ForecastPath(raw.values, raw.last_close, mixed, version.direction_weight)
             return ModelRun(
-                asset, version, last_ts, located.data_mark, path, "adaptive", inputs.risk_version
+                asset,
+                version,
+                last_ts,
+                located.data_mark,
+                path,
+                "adaptive",
+                inputs.risk_version,
+                _static_note(plain, raw.max_horizon),
             )
         note = widths
     if note is not None:
         log.debug("%s v%d served with static intervals: %s", asset, version.version_id, note)
     return ModelRun(asset, version, last_ts, located.data_mark, static, "static", None, note)
+
+
+def _static_note(static_horizons: frozenset[int], max_horizon: int) -> str | None:
+    """What an adaptive answer says about the horizons it serves static, if any."""
+    served = sorted(h for h in static_horizons if h <= max_horizon)
+    if not served:
+        return None
+    return (
+        f"horizons {_spans(served)} use static intervals: σ̂-scaled ones scored significantly "
+        "worse on this version's holdout"
+    )
+
+
+def _spans(horizons: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``1-3, 7``."""
+    runs: list[list[int]] = []
+    for h in horizons:
+        if runs and h == runs[-1][-1] + 1:
+            runs[-1].append(h)
+        else:
+            runs.append([h])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def predict(

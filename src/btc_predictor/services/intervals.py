@@ -58,6 +58,8 @@ class VersionIntervals:
     sigma_source: tuple[str, int] | None  # (risk model kind, risk version)
     first_origin: date | None  # the holdout's first origin day
     holdout: tuple[FloatArray, ...]  # normalised holdout scores per horizon (NaN: unknown)
+    # Horizons whose static bands beat σ̂-scaled ones over the holdout: served static.
+    static_horizons: frozenset[int] = frozenset()
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> VersionIntervals:
@@ -75,9 +77,10 @@ class VersionIntervals:
                 np.array([math.nan if v is None else v for v in h], dtype=np.float64)
                 for h in scores["per_horizon"]
             )
+            plain = frozenset(int(h) for h in scores.get("static_horizons", ()))
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json has unusable interval_scores ({exc})") from None
-        return cls(pinned, first, per_horizon)
+        return cls(pinned, first, per_horizon, plain)
 
 
 def load_risk_model(session: Session, version_id: int) -> RiskForecaster:
@@ -256,9 +259,11 @@ def adaptive_widths(
     last_day: date,
 ) -> AdaptiveWidths | str:
     """The replayed quantiles on the served grid per horizon and σ̂ now, or why not (then
-    serving falls back to static)."""
+    serving falls back to static). Horizons the version serves static are not replayed."""
     quantiles = np.full((horizons, SERVED_GRID.size), np.nan)
     for h in range(1, horizons + 1):
+        if h in meta.static_horizons:
+            continue
         if h > sigma.size or not math.isfinite(sigma[h - 1]):
             return f"the risk version has no σ̂ at horizon {h}"
         series = score_series(meta, live, h, last_day)

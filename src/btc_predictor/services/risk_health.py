@@ -75,7 +75,7 @@ def kupiec_band(days: int, level: int, size: float = KUPIEC_SIZE) -> tuple[int, 
 
 def adaptive_level(settings: Settings, engine: Engine, asset: str, horizon: int) -> float | None:
     """The level the active price version's intervals apply for nominal 90% (None: static
-    intervals, no active version, no σ̂ source, or still in burn-in).
+    intervals at this horizon, no active version, no σ̂ source, or still in burn-in).
 
     The one place this figure is computed: the score series serving replays
     (:func:`services.intervals.score_series`: holdout scores, then live ones, up to the
@@ -88,8 +88,8 @@ def adaptive_level(settings: Settings, engine: Engine, asset: str, horizon: int)
         if version is None or newest is None:
             return None
         meta = _version_intervals(session, str(engine.url), version)
-        if meta is None or meta.sigma_source is None:
-            return None  # serving is static for this version
+        if meta is None or meta.sigma_source is None or horizon in meta.static_horizons:
+            return None  # serving is static for this version or horizon
         live = intervals.stored_scores(session, asset, version)
     last_day = newest.ts.date()
     # The replay costs ~35 ms per horizon over 1,200 scores (one core) and its inputs change

@@ -29,9 +29,9 @@ from btc_predictor.errors import (
     NoDataError,
     NotEnoughDataError,
 )
-from btc_predictor.forecasting import adaptive
+from btc_predictor.forecasting import adaptive, interval_choice
 from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
-from btc_predictor.forecasting.intervals import MIN_RESIDUALS
+from btc_predictor.forecasting.intervals import DEFAULT_WINDOW, MIN_RESIDUALS
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.promotion import (
     PromotionEvidence,
@@ -269,8 +269,10 @@ def _holdout_scores(
     risk_model: str,
     seed: int,
 ) -> dict[str, Any] | None:
-    """The holdout's normalised scores per horizon (JSON: NaN as null), the risk model kind
-    and the first holdout origin's day; None (logged) when the risk model cannot be fitted."""
+    """The holdout's normalised scores per horizon (JSON: NaN as null), the risk model kind,
+    the first holdout origin's day and the horizons where static bands beat σ̂-scaled ones
+    over the holdout (:mod:`~btc_predictor.forecasting.interval_choice`); None (logged) when
+    the risk model cannot be fitted."""
     holdout = outcome.holdout
     origins = holdout.horizons[0].origins
     try:
@@ -280,6 +282,9 @@ def _holdout_scores(
         model = create_risk_model(risk_model, max_horizon=settings.max_horizon)
         sigma = holdout_sigma(model, ohlc, holdout.split, origins, seed=seed)
         scores = adaptive.holdout_scores(holdout.residuals_per_horizon, sigma)
+        plain = interval_choice.static_horizons(
+            holdout.residuals_per_horizon, sigma, window=DEFAULT_WINDOW
+        )
     except BtcpError as exc:
         log.warning("holdout scores of %s not normalised by %s: %s", data.asset, risk_model, exc)
         return None
@@ -287,6 +292,7 @@ def _holdout_scores(
         "risk_model": risk_model,
         "first_origin": data.days[int(origins[0])].isoformat(),
         "per_horizon": [[None if np.isnan(v) else float(v) for v in h] for h in scores],
+        "static_horizons": plain,
     }
 
 

@@ -117,6 +117,9 @@ class BacktestFold(Result):
     first_origin: date
     last_origin: date
     burn_in: bool  # no interval yet: too few out-of-sample residuals
+    # Adaptive price backtests: horizons whose static bands beat the σ̂-scaled ones on the
+    # days realised by the fold's start, so the fold served static bands there.
+    static_horizons: list[int] = []
 
 
 class VolTerciles(Result):

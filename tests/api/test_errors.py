@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 
 from btc_predictor import telemetry
 from btc_predictor.api import app as api_app
+from btc_predictor.api import errors_http
 from btc_predictor.api.schemas import ErrorResponse
 from btc_predictor.errors import UnavailableError
 from tests.api.conftest import AUTH
@@ -253,7 +254,7 @@ def test_every_422_is_documented_as_the_problem(client: TestClient) -> None:
 
 
 def test_error_body_is_the_documented_shape() -> None:
-    body = api_app.error_body(409, "run train", "no_model", instance="/x", request_id="r")
+    body = errors_http.error_body(409, "run train", "no_model", instance="/x", request_id="r")
     assert ErrorResponse.model_validate(body).model_dump(exclude_none=True) == body
     assert body["title"] == "No model" and "errors" not in body
 

@@ -16,7 +16,8 @@ from btc_predictor.services.ingest import ingest
 from btc_predictor.services.risk_training import risk_data
 from btc_predictor.services.training import load_window
 from btc_predictor.shapes.requests import BacktestRequest, IngestRequest
-from btc_predictor.shapes.results import BacktestReport, RiskBacktestReport
+from btc_predictor.shapes.results import BacktestReport
+from btc_predictor.shapes.risk_results import RiskBacktestReport
 from tests.conftest import NOW
 
 HORIZON_KEYS = {

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from btc_predictor.services import ledger
-from btc_predictor.shapes.results import Risk, RiskPoint
+from btc_predictor.shapes.risk_results import Risk, RiskPoint
 from btc_predictor.sources.base import Candle, utc_day
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import write_session

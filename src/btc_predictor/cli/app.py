@@ -240,7 +240,7 @@ def backtest(
     naive-range, with QLIKE next to garch refitted in the same folds."""
     from btc_predictor.services.backtest import run_backtest
     from btc_predictor.shapes.requests import BacktestRequest
-    from btc_predictor.shapes.results import RiskBacktestReport
+    from btc_predictor.shapes.risk_results import RiskBacktestReport
 
     request = build(
         BacktestRequest,

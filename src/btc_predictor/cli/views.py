@@ -16,11 +16,10 @@ if TYPE_CHECKING:  # annotations only: `serve` need not build the result models
         Forecast,
         IngestReport,
         ModelVersion,
-        Risk,
-        RiskBacktestReport,
         RiskMetrics,
         TrainResult,
     )
+    from btc_predictor.shapes.risk_results import Risk, RiskBacktestReport
 
 out = Console(soft_wrap=True)
 

@@ -28,18 +28,20 @@ from btc_predictor.errors import InvalidInputError
 from btc_predictor.forecasting.backtest_intervals import (
     FoldSpan,
     IntervalMethod,
+    IntervalTable,
     adaptive_table,
     risk_sigma,
     static_table,
 )
-from btc_predictor.forecasting.backtest_report import BacktestResult, FoldInfo, assemble
+from btc_predictor.forecasting.backtest_report import BacktestResult, assemble
 from btc_predictor.forecasting.base import FloatArray, JSONValue
 from btc_predictor.forecasting.baselines import check_closes
 from btc_predictor.forecasting.executors import Executor, ProcessExecutor
-from btc_predictor.forecasting.folds import Fold, FoldForecast, make_folds, run_fold
+from btc_predictor.forecasting.folds import Fold, fold_infos, make_folds, run_fold, run_folds
 from btc_predictor.forecasting.intervals import DEFAULT_WINDOW, check_level
 from btc_predictor.forecasting.registry import get_model_class, get_risk_model_class
 from btc_predictor.forecasting.risk.ohlc import OHLC
+from btc_predictor.forecasting.training import IntArray
 
 
 def backtest(
@@ -80,29 +82,17 @@ def backtest(
         max_horizon=max_horizon,
         epochs=epochs,
     )
-    outputs = _run(folds, executor or ProcessExecutor(), progress)
+    (outputs,) = run_folds(run_fold, [folds], executor or ProcessExecutor(), progress)
     origins = np.concatenate([o.origins for o in outputs])
     forecasts = np.concatenate([o.forecasts for o in outputs])  # [n_origins, H]
-    spans = [FoldSpan(int(f.origins[0]), int(f.origins[-1])) for f in folds]
-    if intervals == "adaptive" and candles is not None:
-        sigma = risk_sigma(
-            candles,
-            model=risk_model,
-            start=folds[0].train_end,
-            refit_every=refit_every,
-            max_horizon=max_horizon,
-            seed=seed,
-        )
-        table = adaptive_table(values, spans, origins, forecasts, sigma, level, window)
-    else:
-        table = static_table(values, spans, origins, forecasts, level, window)
-    infos = [_fold_info(f, b) for f, b in zip(folds, table.burn_in, strict=True)]
+    sigma = _adaptive_sigma(candles, folds, intervals, risk_model, refit_every, seed)
+    table = _interval_table(values, folds, origins, forecasts, sigma, level, window)
     return assemble(
         values,
         model,
         level,
         refit_every,
-        infos,
+        fold_infos(folds, table.burn_in),
         origins,
         forecasts,
         table,
@@ -124,24 +114,38 @@ def _check_intervals(
         raise InvalidInputError("adaptive intervals need the candles whose closes are backtested")
 
 
-def _run(
-    folds: list[Fold], executor: Executor, progress: Callable[[int, int], None] | None
-) -> list[FoldForecast]:
-    """Run every fold through ``executor``, reporting progress, in fold order."""
-    outputs = []
-    for done, output in enumerate(executor.map(run_fold, folds), start=1):
-        outputs.append(output)
-        if progress is not None:
-            progress(done, len(folds))
-    return sorted(outputs, key=lambda o: o.index)
-
-
-def _fold_info(fold: Fold, burn_in: bool) -> FoldInfo:
-    """Boundaries of one fold."""
-    return FoldInfo(
-        index=fold.index,
-        train_end=fold.train_end,
-        first_origin=int(fold.origins[0]),
-        last_origin=int(fold.origins[-1]),
-        burn_in=burn_in,
+def _adaptive_sigma(
+    candles: OHLC | None,
+    folds: list[Fold],
+    intervals: IntervalMethod,
+    risk_model: str,
+    refit_every: int,
+    seed: int,
+) -> FloatArray | None:
+    """σ̂ per (origin, h) from ``risk_model`` refit in the same folds; None unless adaptive."""
+    if intervals != "adaptive" or candles is None:
+        return None
+    return risk_sigma(
+        candles,
+        model=risk_model,
+        start=folds[0].train_end,
+        refit_every=refit_every,
+        max_horizon=folds[0].max_horizon,
+        seed=seed,
     )
+
+
+def _interval_table(
+    values: FloatArray,
+    folds: list[Fold],
+    origins: IntArray,
+    forecasts: FloatArray,
+    sigma: FloatArray | None,
+    level: int,
+    window: int | None,
+) -> IntervalTable:
+    """Adaptive bounds when σ̂ is given, else static split conformal ones."""
+    spans = [FoldSpan(int(f.origins[0]), int(f.origins[-1])) for f in folds]
+    if sigma is not None:
+        return adaptive_table(values, spans, origins, forecasts, sigma, level, window)
+    return static_table(values, spans, origins, forecasts, level, window)

@@ -39,6 +39,17 @@ class FoldInfo:
     # Horizons whose bands were static in this fold (adaptive price backtests only).
     static_horizons: tuple[int, ...] = ()
 
+    def to_json(self, dates: Sequence[str]) -> dict[str, Any]:
+        """The fold's boundaries as dates."""
+        return {
+            "index": self.index,
+            "train_end": dates[self.train_end - 1],
+            "first_origin": dates[self.first_origin],
+            "last_origin": dates[self.last_origin],
+            "burn_in": self.burn_in,
+            "static_horizons": list(self.static_horizons),
+        }
+
 
 @dataclass(frozen=True)
 class HorizonMetrics:
@@ -105,7 +116,7 @@ class BacktestResult:
             "end": dates[self.end],
             "folds": len(self.folds),
             "burn_in_folds": sum(f.burn_in for f in self.folds),
-            "fold_details": [_fold_json(f, dates) for f in self.folds],
+            "fold_details": [f.to_json(dates) for f in self.folds],
             "horizons": [asdict(h) for h in self.horizons],
             "series": self._series_json(dates),
         }
@@ -142,18 +153,6 @@ class BacktestResult:
             }
             for o, t, h, a, f, lo, hi, nv, p, v95, v99 in rows
         ]
-
-
-def _fold_json(fold: FoldInfo, dates: Sequence[str]) -> dict[str, Any]:
-    """A fold's boundaries as dates."""
-    return {
-        "index": fold.index,
-        "train_end": dates[fold.train_end - 1],
-        "first_origin": dates[fold.first_origin],
-        "last_origin": dates[fold.last_origin],
-        "burn_in": fold.burn_in,
-        "static_horizons": list(fold.static_horizons),
-    }
 
 
 def _or_none(value: float) -> float | None:

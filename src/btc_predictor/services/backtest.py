@@ -20,7 +20,8 @@ from btc_predictor.services.forecast import check_horizon
 from btc_predictor.services.training import TrainingData, admit_fit, load_window
 from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import BacktestRequest
-from btc_predictor.shapes.results import BacktestReport, RiskBacktestReport
+from btc_predictor.shapes.results import BacktestReport
+from btc_predictor.shapes.risk_results import RiskBacktestReport
 from btc_predictor.sources.base import Candle, parse_asset
 
 

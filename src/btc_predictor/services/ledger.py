@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from btc_predictor.forecasting import metrics
-from btc_predictor.shapes.results import Forecast, LedgerEntry, Risk
+from btc_predictor.shapes.results import Forecast, LedgerEntry
+from btc_predictor.shapes.risk_results import Risk
 from btc_predictor.sources.base import DAY, Candle
 from btc_predictor.storage import ledger as store
 from btc_predictor.storage import repository as repo

@@ -37,7 +37,7 @@ from btc_predictor.services.forecast import DataMark, check_horizon, data_mark, 
 from btc_predictor.services.ingest import require_known_asset
 from btc_predictor.services.risk_training import risk_data
 from btc_predictor.shapes.requests import RiskRequest
-from btc_predictor.shapes.results import Risk, RiskPoint
+from btc_predictor.shapes.risk_results import Risk, RiskPoint
 from btc_predictor.sources.base import DAY, Candle, data_age, parse_asset, utc_day
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo

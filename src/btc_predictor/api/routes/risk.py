@@ -10,7 +10,7 @@ from btc_predictor.api import schemas as s
 from btc_predictor.api.deps import NowDep
 from btc_predictor.api.hot import serve_risk
 from btc_predictor.shapes.requests import RiskQuery
-from btc_predictor.shapes.results import Risk
+from btc_predictor.shapes.risk_results import Risk
 
 router = APIRouter(prefix="/risk", tags=["risk"])
 

@@ -1,6 +1,7 @@
 """Walk-forward backtest of a risk model: expanding window, refit every K days, horizons 1..H.
 
-Folds are those of :mod:`btc_predictor.forecasting.folds` (``fold_starts``, ``fold_seed``):
+Folds are those of :mod:`btc_predictor.forecasting.folds` (``plan_folds``, ``fold_seed``, run
+by ``run_folds``):
 fold ``i`` fits on days ``[0, e_i)`` only and forecasts from origins ``e_i−1 .. e_i+K−2``.
 ``garch`` is refitted in the same folds as the textbook comparison (QLIKE and its DM test).
 Intervals on range_pct: each fold is calibrated on the log range residuals realised by its
@@ -13,7 +14,7 @@ Winkler; their point forecasts still count). The core works with day indices;
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from btc_predictor.forecasting import metrics
 from btc_predictor.forecasting.backtest_report import FoldInfo
 from btc_predictor.forecasting.base import FloatArray, JSONValue
 from btc_predictor.forecasting.executors import Executor, SerialExecutor
-from btc_predictor.forecasting.folds import fold_seed, fold_starts
+from btc_predictor.forecasting.folds import fold_infos, fold_seed, plan_folds, run_folds
 from btc_predictor.forecasting.intervals import (
     check_level,
     conformal_quantile,
@@ -34,7 +35,6 @@ from btc_predictor.forecasting.registry import create_risk_model, get_risk_model
 from btc_predictor.forecasting.risk.base import IntArray
 from btc_predictor.forecasting.risk.intervals import DEFAULT_WINDOW, floored
 from btc_predictor.forecasting.risk.ohlc import OHLC
-from btc_predictor.forecasting.training import split_index
 
 COMPARISON = "garch"
 
@@ -74,24 +74,19 @@ def make_risk_folds(
     max_horizon: int = 30,
 ) -> list[RiskFold]:
     """Walk-forward folds over ``ohlc`` (``start`` defaults to ceil(0.8·N))."""
-    n = len(ohlc)
-    first = split_index(n) if start is None else start
-    folds = []
-    for index, train_end in enumerate(fold_starts(n, first, refit_every)):
-        origins = np.arange(train_end - 1, min(train_end - 1 + refit_every, n - 1), dtype=np.int64)
-        folds.append(
-            RiskFold(
-                index=index,
-                model=model,
-                params=dict(params or {}),
-                seed=fold_seed(seed, index),
-                train_end=train_end,
-                candles=ohlc.head(int(origins[-1]) + 1),
-                origins=origins,
-                max_horizon=max_horizon,
-            )
+    return [
+        RiskFold(
+            index=index,
+            model=model,
+            params=dict(params or {}),
+            seed=fold_seed(seed, index),
+            train_end=train_end,
+            candles=ohlc.head(int(origins[-1]) + 1),
+            origins=origins,
+            max_horizon=max_horizon,
         )
-    return folds
+        for index, (train_end, origins) in enumerate(plan_folds(len(ohlc), start, refit_every))
+    ]
 
 
 def run_risk_fold(fold: RiskFold) -> RiskFoldForecast:
@@ -142,12 +137,6 @@ class RiskBacktestResult:
 
     def to_json(self, dates: Sequence[str], *, asset: str) -> dict[str, Any]:
         """The API/CLI shape (the price backtest's keys plus ``family``), dates as ISO."""
-        s = self.series
-        rows = zip(
-            *(s[k].tolist() for k in ("origin", "target", "h", "actual", "forecast")),
-            *(s[k].tolist() for k in ("lower", "upper", "naive", "volatility")),
-            strict=True,
-        )
         return {
             "asset": asset,
             "model": self.model,
@@ -158,32 +147,33 @@ class RiskBacktestResult:
             "end": dates[self.end],
             "folds": len(self.folds),
             "burn_in_folds": sum(f.burn_in for f in self.folds),
-            "fold_details": [
-                {
-                    "index": f.index,
-                    "train_end": dates[f.train_end - 1],
-                    "first_origin": dates[f.first_origin],
-                    "last_origin": dates[f.last_origin],
-                    "burn_in": f.burn_in,
-                }
-                for f in self.folds
-            ],
+            "fold_details": [f.to_json(dates) for f in self.folds],
             "horizons": [asdict(m) for m in self.horizons],
-            "series": [
-                {
-                    "origin": dates[o],
-                    "target_date": dates[t],
-                    "h": h,
-                    "actual": a,
-                    "forecast": f,
-                    "lower": None if np.isnan(lo) else lo,
-                    "upper": None if np.isnan(hi) else hi,
-                    "naive": nv,
-                    "volatility": v,
-                }
-                for o, t, h, a, f, lo, hi, nv, v in rows
-            ],
+            "series": self._series_json(dates),
         }
+
+    def _series_json(self, dates: Sequence[str]) -> list[dict[str, Any]]:
+        """One dict per (origin, h) row; missing bounds become None."""
+        s = self.series
+        rows = zip(
+            *(s[k].tolist() for k in ("origin", "target", "h", "actual", "forecast")),
+            *(s[k].tolist() for k in ("lower", "upper", "naive", "volatility")),
+            strict=True,
+        )
+        return [
+            {
+                "origin": dates[o],
+                "target_date": dates[t],
+                "h": h,
+                "actual": a,
+                "forecast": f,
+                "lower": None if np.isnan(lo) else lo,
+                "upper": None if np.isnan(hi) else hi,
+                "naive": nv,
+                "volatility": v,
+            }
+            for o, t, h, a, f, lo, hi, nv, v in rows
+        ]
 
 
 def risk_backtest(
@@ -206,38 +196,19 @@ def risk_backtest(
     """
     check_level(level)
     get_risk_model_class(model)  # fail on an unknown name before fitting anything
-
-    def plan(name: str, overrides: dict[str, JSONValue] | None) -> list[RiskFold]:
-        """The folds of ``name``; the comparison shares every boundary and seed."""
-        return make_risk_folds(
-            ohlc,
-            model=name,
-            params=overrides,
-            seed=seed,
-            start=start,
-            refit_every=refit_every,
-            max_horizon=max_horizon,
-        )
-
-    folds = plan(model, params)
-    runs = [folds] if model == COMPARISON else [folds, plan(COMPARISON, None)]
-    pool = executor or SerialExecutor()
-    total, done = sum(len(r) for r in runs), 0
-    outputs: list[list[RiskFoldForecast]] = []
-    for run in runs:
-        results = []
-        for output in pool.map(run_risk_fold, run):
-            results.append(output)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        outputs.append(sorted(results, key=lambda o: o.index))
+    folds = make_risk_folds(
+        ohlc,
+        model=model,
+        params=params,
+        seed=seed,
+        start=start,
+        refit_every=refit_every,
+        max_horizon=max_horizon,
+    )
+    runs = [folds] if model == COMPARISON else [folds, _comparison(folds)]
+    outputs = run_folds(run_risk_fold, runs, executor or SerialExecutor(), progress)
     own, garch = _stack(outputs[0]), _stack(outputs[-1])
     lower, upper, burn_in = _bounds(ohlc, folds, own, level, window)
-    infos = [
-        FoldInfo(f.index, f.train_end, int(f.origins[0]), int(f.origins[-1]), b)
-        for f, b in zip(folds, burn_in, strict=True)
-    ]
     series = _series(ohlc, own, garch, lower, upper)
     return RiskBacktestResult(
         model=model,
@@ -245,10 +216,15 @@ def risk_backtest(
         refit_every=refit_every,
         start=int(own.origins[0]) + 1,
         end=len(ohlc) - 1,
-        folds=infos,
+        folds=fold_infos(folds, burn_in),
         horizons=[_metrics(series, h, level) for h in range(1, max_horizon + 1)],
         series=series,
     )
+
+
+def _comparison(folds: list[RiskFold]) -> list[RiskFold]:
+    """The comparison's folds: every boundary and seed of ``folds``, default parameters."""
+    return [replace(fold, model=COMPARISON, params={}) for fold in folds]
 
 
 def _stack(outputs: list[RiskFoldForecast]) -> RiskFoldForecast:

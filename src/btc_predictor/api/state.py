@@ -7,7 +7,8 @@ ingest run and newest usable version of each model kind. Requests resolve their 
 it, so after another process promotes, rolls back, ingests, trains or prunes, the next poll
 moves every request to the new run (runs nothing can reach any more are dropped). Identical
 misses share one computation (``flights``), and served forecasts reach the ledger in batches,
-off the request path (``ledger_queue``).
+off the request path (``ledger_queue``). Stored-data summaries (``GET /api/v1/assets``) are
+kept per asset until the poll sees its newest ingest run move: no query per request.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from btc_predictor.services.forecast import (
     locate,
     run_model,
 )
-from btc_predictor.services.ingest import AssetSummaries
+from btc_predictor.services.ingest import AssetSummaries, kept_status
 from btc_predictor.services.risk import (
     NO_PRICE,
     PRICE_LEVEL,
@@ -60,6 +61,7 @@ from btc_predictor.services.risk import (
     run_risk_model,
 )
 from btc_predictor.shapes.requests import ForecastRequest, RiskRequest
+from btc_predictor.shapes.results import AssetStatus
 from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class ServingState:
         self._lock = threading.Lock()  # writers of _slots, _states and ledger progress
         self._slots = RunCache(settings.max_loaded_models)
         self._states: dict[str, AssetState] = {}
+        self._marks: dict[str, int] = {}  # each asset's newest ingest run, as last polled
         self._flights: Flights[FlightKey, CachedRun] = Flights()
         self._risk_flights: Flights[RiskFlightKey, CachedRiskRun] = Flights()
         self.ledger = LedgerQueue(engine)
@@ -101,7 +104,7 @@ class ServingState:
             changed = {
                 a for a in set(states) | set(self._states) if states.get(a) != self._states.get(a)
             }
-            self._states = states
+            self._states, self._marks = states, _ingest_marks(states)
             for asset in changed:
                 self._slots.forget(asset, states.get(asset))
         self._load_active(states)
@@ -123,6 +126,12 @@ class ServingState:
                 continue
             with self._lock:
                 self._slots.hold(loaded)
+
+    def asset_status(self, asset: str | None, now: datetime) -> list[AssetStatus]:
+        """``data_status`` as of the last state poll: no query per request (an asset whose
+        data mark that poll saw move is summarised once, by the first request after it)."""
+        marks = self._marks
+        return kept_status(self.settings, self.engine, self.summaries, marks, asset=asset, now=now)
 
     def load_error(self, version_id: int) -> str | None:
         """Why ``version_id`` could not be loaded here (None: loaded, or not tried yet)."""
@@ -308,6 +317,16 @@ class ServingState:
             return
         queue.add(rows)
         queue.kick()
+
+
+def _ingest_marks(states: dict[str, AssetState]) -> dict[str, int]:
+    """Each asset's newest successful ingest run (what its stored-data summary is keyed by);
+    the poll reads it for every asset with stored candles, tracked or not."""
+    return {
+        asset: state.data_mark[0]
+        for asset, state in states.items()
+        if state.data_mark is not None and state.data_mark[0] is not None
+    }
 
 
 def _why(exc: Exception) -> str:

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, update
 from sqlalchemy.exc import OperationalError
 
 from btc_predictor.api.app import create_app
 from btc_predictor.api.state import Outage, ServingState
 from btc_predictor.config import Settings
-from btc_predictor.errors import UnavailableError
+from btc_predictor.errors import AssetNotFoundError, UnavailableError
 from btc_predictor.forecasting.intervals import intervals_per_horizon
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
 from btc_predictor.forecasting.paths import ForecastPath
@@ -38,7 +38,7 @@ from btc_predictor.services.forecast import (
     recent_closes,
     run_model,
 )
-from btc_predictor.services.ingest import ingest
+from btc_predictor.services.ingest import data_status, ingest
 from btc_predictor.services.training import train
 from btc_predictor.shapes.requests import ForecastRequest, IngestRequest, TrainRequest
 from btc_predictor.storage import model_store as store
@@ -422,3 +422,110 @@ def test_a_damaged_active_version_is_found_when_loaded_not_per_request(
         assert mine == [("model_store", "BTC-USD")]
         answer = client.get("/api/v1/forecast")
         assert answer.status_code == 503 and answer.json()["code"] == "artifact_damaged"
+
+
+# --- stored-data summaries (GET /api/v1/assets): kept per data mark, no query per request ---
+
+DAYS = make_candles(date(2024, 1, 1), 60)
+
+
+def put(settings: Settings, engine: Engine, asset: str, days: list[Any]) -> None:
+    """Store ``days`` of ``asset`` as an ingest run does (one new data mark)."""
+    source = FakeSource("yahoo", days)
+    since = IngestRequest(asset=asset, since=date(2024, 1, 1))
+    ingest(settings, engine, since, now=NOW, source_factory=lambda _: source)
+
+
+@pytest.fixture
+def stored(settings: Settings, engine: Engine) -> Settings:
+    """BTC-USD tracked with a gap, ETH-USD stored but untracked, SOL-USD tracked but empty;
+    the state poll is left to the tests (an hour)."""
+    put(settings, engine, "BTC-USD", DAYS[:3] + DAYS[5:50])
+    put(settings, engine, "ETH-USD", DAYS[:20])
+    return settings.model_copy(
+        update={
+            "assets": ["BTC-USD", "SOL-USD"],
+            "state_poll": timedelta(hours=1),
+            "api_key": API_KEY,
+            "embedded_worker": False,
+        }
+    )
+
+
+def test_assets_are_served_without_a_query_once_summarised(
+    stored: Settings, engine: Engine
+) -> None:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    app = create_app(stored, engine=engine, clock=lambda: NOW)
+    with TestClient(app) as client:
+        warm = client.get("/api/v1/assets").json()  # the first request summarises
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for _ in range(10):
+                assert client.get("/api/v1/assets").json() == warm
+            missing = client.get("/api/v1/assets/DOGE-USD/candles")
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert statements == []
+    assert missing.status_code == 404 and "ETH-USD" in missing.json()["detail"]
+
+
+def test_assets_are_what_data_status_computes(stored: Settings, engine: Engine) -> None:
+    expected = data_status(stored, engine, asset=None, now=NOW + timedelta(days=40))
+    with TestClient(create_app(stored, engine=engine, clock=lambda: NOW + timedelta(days=40))) as c:
+        served = c.get("/api/v1/assets").json()
+    assert served == [s.model_dump(mode="json") for s in expected]
+    assert [(s["asset"], s["rows"], bool(s["gaps"]), s["stale"]) for s in served] == [
+        ("BTC-USD", 48, True, True),
+        ("ETH-USD", 20, False, True),
+        ("SOL-USD", 0, False, None),
+    ]
+
+
+def test_another_process_serves_new_data_after_one_poll(stored: Settings, engine: Engine) -> None:
+    reader = ServingState(stored, engine)
+    reader.refresh()
+    [before] = reader.asset_status("BTC-USD", NOW)
+    put(stored, engine, "BTC-USD", DAYS)  # gap filled, ten more days (as the worker ingests)
+    put(stored, engine, "ADA-USD", DAYS[:7])  # a new untracked asset
+    assert reader.asset_status("BTC-USD", NOW) == [before]  # until its next poll
+    with pytest.raises(AssetNotFoundError):
+        reader.asset_status("ADA-USD", NOW)
+    reader.refresh()
+    [after] = reader.asset_status("BTC-USD", NOW)
+    assert (after.rows, after.last, after.gaps) == (60, date(2024, 2, 29), [])
+    assert reader.asset_status(None, NOW) == data_status(stored, engine, asset=None, now=NOW)
+    assert [s.asset for s in reader.asset_status(None, NOW)][:2] == ["ADA-USD", "BTC-USD"]
+
+
+def test_concurrent_requests_summarise_a_moved_mark_once(
+    stored: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from btc_predictor.services import ingest as ingest_service
+
+    summarised: list[str] = []
+    summary = ingest_service._summary
+
+    def slow(session: Any, name: str) -> Any:
+        summarised.append(name)
+        time.sleep(0.05)  # every request arrives while the first one summarises
+        return summary(session, name)
+
+    monkeypatch.setattr(ingest_service, "_summary", slow)
+    serving = ServingState(stored, engine)
+    serving.refresh()
+    answers: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(serving.asset_status(None, NOW)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(summarised) == ["BTC-USD", "ETH-USD"] and len(answers) == 8
+    assert all(answer == answers[0] for answer in answers)

@@ -1,33 +1,36 @@
 """What an API process holds in memory: loaded model versions and their model runs.
 
-A forecast depends only on (asset, version, data) and the request's (horizon, level). One
-model run per (version, newest candle, data mark) gives the whole path, and every horizon and
-level derives from it (``services.forecast.ModelRun``); its JSON pieces are memoised per level.
-Versions and their runs share one LRU of ``BTCP_MAX_LOADED_MODELS`` entries.
-
-A poller reads the cheap "state" every ``BTCP_STATE_POLL``: per asset the active version,
-newest candle, newest successful ingest run and newest usable version of each model kind.
-Requests resolve their run through it, so after another process promotes, rolls back,
-ingests, trains or prunes, the next poll moves every request to the new run (runs nothing
-can reach any more are dropped). Identical misses share one computation, and served
-forecasts reach the ledger in batches, off the request path.
+A forecast depends only on (asset, version, data) and the request's (horizon, level): one
+cached run answers every horizon and level (``run_cache``). A poller reads the cheap "state"
+every ``BTCP_STATE_POLL``: per asset the active version, newest candle, newest successful
+ingest run and newest usable version of each model kind. Requests resolve their run through
+it, so after another process promotes, rolls back, ingests, trains or prunes, the next poll
+moves every request to the new run (runs nothing can reach any more are dropped). Identical
+misses share one computation (``flights``), and served forecasts reach the ledger in batches,
+off the request path (``ledger_queue``). Stored-data summaries (``GET /api/v1/assets``) are
+kept per asset until the poll sees its newest ingest run move: no query per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
-from btc_predictor.api.risk_cache import CachedRiskRun
+from btc_predictor.api.flights import FlightKey, Flights, RiskFlightKey, flight_key, risk_flight_key
+from btc_predictor.api.ledger_queue import LedgerQueue, RiskLedgerQueue
+from btc_predictor.api.run_cache import (
+    CachedRiskRun,
+    CachedRun,
+    RunCache,
+    ServedRequest,
+    ServedRun,
+)
 from btc_predictor.config import Settings
 from btc_predictor.errors import (
     ArtifactError,
@@ -37,12 +40,9 @@ from btc_predictor.errors import (
     NoModelError,
     UnavailableError,
 )
-from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     AssetState,
-    DataMark,
     LoadedVersion,
-    ModelRun,
     asset_states,
     check_horizon,
     check_request,
@@ -50,7 +50,7 @@ from btc_predictor.services.forecast import (
     locate,
     run_model,
 )
-from btc_predictor.services.ingest import AssetSummaries
+from btc_predictor.services.ingest import AssetSummaries, kept_status
 from btc_predictor.services.risk import (
     NO_PRICE,
     PRICE_LEVEL,
@@ -61,157 +61,11 @@ from btc_predictor.services.risk import (
     run_risk_model,
 )
 from btc_predictor.shapes.requests import ForecastRequest, RiskRequest
-from btc_predictor.sources.base import data_age
+from btc_predictor.shapes.results import AssetStatus
 from btc_predictor.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
-# (asset, model, version, newest candle, data mark) as this process knows them
-FlightKey = tuple[str, str | None, int | None, datetime | None, DataMark | None]
-# ... and the active price version, for a risk run (its VaR comes from that version)
-RiskFlightKey = tuple[str, str | None, int | None, datetime | None, DataMark | None, int | None]
-_HEAD = ("asset", "model", "model_version", "as_of", "last_close", "last_date")
-_INTERVALS = ("interval_method", "risk_model_version", "interval_note")  # after ``level``
-
-
-class CachedRun:
-    """A model run as this process serves it: its JSON per level and its ledger progress."""
-
-    __slots__ = ("data_mark", "head", "intervals", "last_ts", "levels", "recorded", "run")
-
-    def __init__(self, run: ModelRun, settings: Settings) -> None:
-        self.run = run
-        self.last_ts, self.data_mark = run.last_ts, run.data_mark
-        shape = run.shape(settings, [], ledger.LEDGER_LEVEL, now=run.last_ts)
-        dumped = shape.model_dump(mode="json")
-        self.head = {name: dumped[name] for name in _HEAD}
-        self.intervals = {name: dumped[name] for name in _INTERVALS}
-        self.levels: dict[int, list[dict[str, Any]]] = {}
-        self.recorded = 0  # horizons 1..recorded are in the ledger or queued for it
-
-    def payload(
-        self, settings: Settings, horizon: int, level: int, now: datetime
-    ) -> dict[str, Any]:
-        """The forecast object of (horizon, level), exactly ``Forecast.model_dump(mode="json")``."""
-        points = self.levels.get(level)
-        if points is None:
-            points = self._points(level)
-        if horizon > len(points):  # refused as a fresh computation refuses it
-            points = [p.model_dump(mode="json") for p in self.run.points(horizon, level)]
-        age = data_age(self.last_ts, now)
-        return {
-            **self.head,
-            "data_age_seconds": age,
-            "stale": settings.is_stale(age),
-            "level": level,
-            **self.intervals,
-            "points": points[:horizon],
-        }
-
-    def points_at(self, level: int) -> list[dict[str, Any]]:
-        """Every horizon servable at ``level`` as JSON (what risk answers read VaR from)."""
-        points = self.levels.get(level)
-        return self._points(level) if points is None else points
-
-    def _points(self, level: int) -> list[dict[str, Any]]:
-        """Every horizon servable at ``level`` as JSON (computed once per level)."""
-        usable = self.run.path.usable(level)
-        points = [p.model_dump(mode="json") for p in self.run.points(usable, level)]
-        self.levels[level] = points
-        return points
-
-
-class _Slot:
-    """One loaded version in the LRU and its run on the current data, once computed (a price
-    version's ``run``, or a risk version's ``risk``)."""
-
-    __slots__ = ("loaded", "risk", "run")
-
-    def __init__(self, loaded: LoadedVersion | LoadedRisk) -> None:
-        self.loaded = loaded
-        self.run: CachedRun | None = None
-        self.risk: CachedRiskRun | None = None
-
-
-class LedgerQueue:
-    """Ledger rows of served forecasts, written in batches by one background writer."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._lock = threading.Lock()
-        self._rows: list[dict[str, Any]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows (no I/O)."""
-        with self._lock:
-            self._rows.extend(rows)
-
-    def kick(self) -> asyncio.Task[None] | None:
-        """The background writer, started on the running event loop when none is writing;
-        None outside an event loop (the caller then flushes itself)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        with self._lock:
-            # A writer cancelled with its event loop (a shutdown) never cleared itself.
-            if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
-                self._writer = loop.create_task(self._drain())
-            return self._writer
-
-    def flush(self) -> None:
-        """Write every queued row now (blocking)."""
-        while rows := self._take():
-            self._write(rows)
-
-    async def settle(self) -> None:
-        """At shutdown: let a running writer finish its batch, then write what is left. (A
-        writer still in its thread when the engine is disposed loses its batch and leaks its
-        connection: seen on PostgreSQL when the last answer was a cached one.)"""
-        writer = self._writer
-        if (
-            writer is not None
-            and not writer.done()
-            and writer.get_loop() is asyncio.get_running_loop()
-        ):
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(writer)
-        await asyncio.to_thread(self.flush)
-
-    async def _drain(self) -> None:
-        """Write batches off the event loop until the queue is empty."""
-        while True:
-            with self._lock:
-                rows, self._rows = self._rows, []
-                if not rows:
-                    self._writer = None
-                    return
-            await asyncio.to_thread(self._write, rows)
-
-    def _take(self) -> list[dict[str, Any]]:
-        """Everything queued, leaving the queue empty."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-            return rows
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        """One batch in one transaction (repeats are skipped by the table's key)."""
-        try:
-            self._record(rows)
-        except Exception:  # the ledger must never cost the user their forecast
-            log.exception("could not record %d forecast points in the ledger", len(rows))
-
-    def _record(self, rows: list[dict[str, Any]]) -> None:
-        """Write one batch (looked up per call, so tests can hold the writer)."""
-        ledger.record_rows(self.engine, rows)
-
-
-class RiskLedgerQueue(LedgerQueue):
-    """Risk ledger rows of served risk forecasts, written like the forecast ledger's."""
-
-    def _record(self, rows: list[dict[str, Any]]) -> None:
-        """Write one batch into ``risk_predictions``."""
-        ledger.record_risk_rows(self.engine, rows)
+RunT = TypeVar("RunT", CachedRun, CachedRiskRun)
 
 
 class ServingState:
@@ -221,10 +75,11 @@ class ServingState:
         self.settings = settings
         self.engine = engine
         self._lock = threading.Lock()  # writers of _slots, _states and ledger progress
-        self._slots: OrderedDict[int, _Slot] = OrderedDict()
+        self._slots = RunCache(settings.max_loaded_models)
         self._states: dict[str, AssetState] = {}
-        self._flights: dict[FlightKey, asyncio.Future[CachedRun]] = {}
-        self._risk_flights: dict[RiskFlightKey, asyncio.Future[CachedRiskRun]] = {}
+        self._marks: dict[str, int] = {}  # each asset's newest ingest run, as last polled
+        self._flights: Flights[FlightKey, CachedRun] = Flights()
+        self._risk_flights: Flights[RiskFlightKey, CachedRiskRun] = Flights()
         self.ledger = LedgerQueue(engine)
         self.risk_ledger = RiskLedgerQueue(engine)
         self.summaries = AssetSummaries()
@@ -249,9 +104,9 @@ class ServingState:
             changed = {
                 a for a in set(states) | set(self._states) if states.get(a) != self._states.get(a)
             }
-            self._states = states
+            self._states, self._marks = states, _ingest_marks(states)
             for asset in changed:
-                self._forget(asset, states.get(asset))
+                self._slots.forget(asset, states.get(asset))
         self._load_active(states)
 
     def _load_active(self, states: dict[str, AssetState]) -> None:
@@ -270,7 +125,13 @@ class ServingState:
                 self._load_errors[version] = _why(exc)
                 continue
             with self._lock:
-                self._hold(loaded)
+                self._slots.hold(loaded)
+
+    def asset_status(self, asset: str | None, now: datetime) -> list[AssetStatus]:
+        """``data_status`` as of the last state poll: no query per request (an asset whose
+        data mark that poll saw move is summarised once, by the first request after it)."""
+        marks = self._marks
+        return kept_status(self.settings, self.engine, self.summaries, marks, asset=asset, now=now)
 
     def load_error(self, version_id: int) -> str | None:
         """Why ``version_id`` could not be loaded here (None: loaded, or not tried yet)."""
@@ -292,7 +153,7 @@ class ServingState:
     def cached(self, request: ForecastRequest, now: datetime) -> dict[str, Any] | None:
         """The forecast derived from this process's run for the request's state (no I/O).
 
-        The hot path of every cached answer: lock-free lookups only, kept inline.
+        The hot path of every cached answer: lock-free lookups only.
         """
         state = self._states.get(request.asset)
         if state is None or request.horizon > self.settings.max_horizon:
@@ -300,69 +161,33 @@ class ServingState:
         model = request.model
         version = state.active_version if model is None else state.version_for(model)
         slot = self._slots.get(version) if version is not None else None
-        run = None if slot is None else slot.run
-        if run is None or run.last_ts != state.last_candle or run.data_mark != state.data_mark:
+        if slot is None:
             return None
-        # try rather than contextlib.suppress: no context manager built per hot request.
-        try:  # noqa: SIM105
-            self._slots.move_to_end(version)  # type: ignore[arg-type]
-        except KeyError:  # evicted meanwhile: the run is still a valid answer
-            pass
-        payload = run.payload(self.settings, request.horizon, request.level, now)
-        if request.horizon > run.recorded:
-            self._note(run, request.horizon, now)
-        return payload
+        return self._hit(slot.run, version, state, request, now, self.ledger)
 
     async def compute(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """A forecast no cached run answers: identical misses share one computation, run in
         a worker thread; the caller's ledger rows are written before it returns."""
         check_request(self.settings, request)
-        key = self._flight_key(request)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(
-                run_in_threadpool(self._load, request.asset, request.model)
-            )
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._land(key, done))
-        # Shielded: a waiter that goes away does not cancel the others' computation.
-        payload = self._answer(await asyncio.shield(flight), request, now)
-        writer = self.ledger.kick()
-        if writer is not None:
-            await asyncio.shield(writer)
-        return payload
+        key = flight_key(self._states.get(request.asset), request)
+        flight = self._flights.join(key, self._load, request.asset, request.model)
+        return await self._landed(flight, request, now, self.ledger)
 
     def forecast(self, request: ForecastRequest, now: datetime) -> dict[str, Any]:
         """The forecast object for a request: from memory, else computed here (blocking I/O)."""
         check_request(self.settings, request)
         payload = self.cached(request, now)
         if payload is None:
-            payload = self._answer(self._load(request.asset, request.model), request, now)
+            run = self._load(request.asset, request.model)
+            payload = self._answer(run, request, now, self.ledger)
         self.ledger.flush()
         return payload
-
-    def _flight_key(self, request: ForecastRequest) -> FlightKey:
-        """What identical misses share: the request's run as this process knows it."""
-        state = self._states.get(request.asset)
-        if state is None:
-            return (request.asset, request.model, None, None, None)
-        version = state.version_for(request.model)
-        return (request.asset, request.model, version, state.last_candle, state.data_mark)
-
-    def _land(self, key: FlightKey, done: asyncio.Future[CachedRun]) -> None:
-        """A computation ended: later misses start their own."""
-        if self._flights.get(key) is done:
-            del self._flights[key]
 
     def _load(self, asset: str, model: str | None) -> CachedRun:
         """The run serving (asset, model) on the stored data: this process's when it has that
         run, else one model run (blocking: database reads and ONNX)."""
         with self._lock:
-            loaded = {
-                version_id: slot.loaded
-                for version_id, slot in self._slots.items()
-                if isinstance(slot.loaded, LoadedVersion)
-            }
+            loaded = self._slots.loaded(LoadedVersion)
         located = locate(self.settings, self.engine, asset, model, loaded=loaded)
         slot = self._slots.get(located.version.version_id)
         if slot is not None and slot.run is not None and slot.run.run.key == located.key:
@@ -370,146 +195,47 @@ class ServingState:
         run = CachedRun(run_model(asset, located), self.settings)
         with self._lock:
             self.model_runs += 1
-            self._keep(located.version, run)
+            self._slots.hold(located.version).run = run
         return run
-
-    def _keep(self, loaded: LoadedVersion, run: CachedRun) -> None:
-        """Hold a version's newest run as the most recently used entry (evicting the least)."""
-        self._hold(loaded).run = run
-
-    def _hold(self, loaded: LoadedVersion | LoadedRisk) -> _Slot:
-        """The version's slot, made the most recently used (the least used one evicted)."""
-        slot = self._slots.get(loaded.version_id)
-        if slot is None:
-            slot = self._slots[loaded.version_id] = _Slot(loaded)
-        self._slots.move_to_end(loaded.version_id)
-        while len(self._slots) > self.settings.max_loaded_models:
-            self._slots.popitem(last=False)
-        return slot
-
-    def _forget(self, asset: str, state: AssetState | None) -> None:
-        """Drop the versions of ``asset`` no request resolves to now, and runs on old data."""
-        wanted = set() if state is None else state.wanted()
-        for version_id, slot in list(self._slots.items()):
-            if slot.loaded.asset != asset:
-                continue
-            if state is None or version_id not in wanted:
-                self._slots.pop(version_id, None)
-                continue
-            if slot.run is not None and (
-                slot.run.last_ts != state.last_candle or slot.run.data_mark != state.data_mark
-            ):
-                slot.run = None
-            if slot.risk is not None and not _risk_current(slot.risk, state):
-                slot.risk = None
-
-    def _answer(self, run: CachedRun, request: ForecastRequest, now: datetime) -> dict[str, Any]:
-        """The request's forecast from a run; its horizons enter the ledger once per run."""
-        payload = run.payload(self.settings, request.horizon, request.level, now)
-        if request.horizon > run.recorded:
-            self._note(run, request.horizon, now)
-        return payload
-
-    def _note(self, run: CachedRun, horizon: int, now: datetime) -> None:
-        """Queue the ledger rows (90% intervals) of horizons this run has not recorded."""
-        with self._lock:
-            start, run.recorded = run.recorded, max(run.recorded, horizon)
-        if horizon <= start:
-            return
-        try:
-            ninety = run.run.forecast(self.settings, horizon, ledger.LEDGER_LEVEL, now=now)
-        except BtcpError as exc:  # no 90% interval here: nothing the ledger can score
-            log.warning("forecast not recorded in the ledger: %s", exc)
-            return
-        fresh = ninety.model_copy(update={"points": ninety.points[start:]})
-        self.ledger.add(ledger.entry_rows(fresh, now=now))
-        self.ledger.kick()
 
     # --- risk forecasts (GET /api/v1/risk): the same LRU, state and coalescing ------------
 
     def cached_risk(self, request: RiskRequest, now: datetime) -> dict[str, Any] | None:
         """The risk forecast derived from this process's risk run for the request's state
-        (no I/O): the hot path of every cached risk answer, kept inline like ``cached``."""
+        (no I/O): the hot path of every cached risk answer, like ``cached``."""
         state = self._states.get(request.asset)
         if state is None or request.horizon > self.settings.max_horizon:
             return None  # horizons beyond the setting are refused by ``compute_risk``
         model = request.model
         version = state.risk_version if model is None else state.risk_version_for(model)
         slot = self._slots.get(version) if version is not None else None
-        run = None if slot is None else slot.risk
-        if (
-            run is None
-            or run.last_ts != state.last_candle
-            or run.data_mark != state.data_mark
-            or run.price_version != state.active_version
-        ):
+        if slot is None:
             return None
-        try:  # noqa: SIM105
-            self._slots.move_to_end(version)  # type: ignore[arg-type]
-        except KeyError:  # evicted meanwhile: the run is still a valid answer
-            pass
-        payload = run.payload(self.settings, request.horizon, request.level, now)
-        if request.horizon > run.recorded:
-            self._note_risk(run, request.horizon, now)
-        return payload
+        return self._hit(slot.risk, version, state, request, now, self.risk_ledger)
 
     async def compute_risk(self, request: RiskRequest, now: datetime) -> dict[str, Any]:
         """A risk forecast no cached run answers: identical misses share one computation, run
         in a worker thread; the caller's risk ledger rows are written before it returns."""
         check_horizon(self.settings, request.horizon)
-        key = self._risk_flight_key(request)
-        flight = self._risk_flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(
-                run_in_threadpool(self._load_risk, request.asset, request.model)
-            )
-            self._risk_flights[key] = flight
-            flight.add_done_callback(lambda done: self._land_risk(key, done))
-        run = await asyncio.shield(flight)
-        payload = self._answer_risk(run, request, now)
-        writer = self.risk_ledger.kick()
-        if writer is not None:
-            await asyncio.shield(writer)
-        return payload
+        key = risk_flight_key(self._states.get(request.asset), request)
+        flight = self._risk_flights.join(key, self._load_risk, request.asset, request.model)
+        return await self._landed(flight, request, now, self.risk_ledger)
 
     def risk(self, request: RiskRequest, now: datetime) -> dict[str, Any]:
         """The risk object for a request: from memory, else computed here (blocking I/O)."""
         check_horizon(self.settings, request.horizon)
         payload = self.cached_risk(request, now)
         if payload is None:
-            payload = self._answer_risk(self._load_risk(request.asset, request.model), request, now)
+            run = self._load_risk(request.asset, request.model)
+            payload = self._answer(run, request, now, self.risk_ledger)
         self.risk_ledger.flush()
         return payload
-
-    def _risk_flight_key(self, request: RiskRequest) -> RiskFlightKey:
-        """What identical risk misses share: the request's risk run as this process knows it."""
-        state = self._states.get(request.asset)
-        if state is None:
-            return (request.asset, request.model, None, None, None, None)
-        version = state.risk_version_for(request.model)
-        return (
-            request.asset,
-            request.model,
-            version,
-            state.last_candle,
-            state.data_mark,
-            state.active_version,
-        )
-
-    def _land_risk(self, key: RiskFlightKey, done: asyncio.Future[CachedRiskRun]) -> None:
-        """A risk computation ended: later misses start their own."""
-        if self._risk_flights.get(key) is done:
-            del self._risk_flights[key]
 
     def _load_risk(self, asset: str, model: str | None) -> CachedRiskRun:
         """The risk run serving (asset, model) on the stored data: this process's when it has
         that run, else one risk model run (blocking: database reads and numpy)."""
         with self._lock:
-            loaded = {
-                version_id: slot.loaded
-                for version_id, slot in self._slots.items()
-                if isinstance(slot.loaded, LoadedRisk)
-            }
+            loaded = self._slots.loaded(LoadedRisk)
         located = locate_risk(self.settings, self.engine, asset, model, loaded=loaded)
         slot = self._slots.get(located.version.version_id)
         if slot is not None and slot.risk is not None and slot.risk.run.key == located.key:
@@ -518,7 +244,7 @@ class ServingState:
         run = CachedRiskRun(run_risk_model(asset, located, price), self.settings)
         with self._lock:
             self.risk_runs += 1
-            self._hold(located.version).risk = run
+            self._slots.hold(located.version).risk = run
         return run
 
     def _price_risk(self, asset: str) -> PriceRisk:
@@ -533,42 +259,74 @@ class ServingState:
             return NO_PRICE
         return price_risk(run.run.version.version_id, run.points_at(PRICE_LEVEL))
 
-    def _answer_risk(
-        self, run: CachedRiskRun, request: RiskRequest, now: datetime
+    # --- one answer path for both families: a held run, its answer, its ledger rows -------
+
+    def _hit(
+        self,
+        run: ServedRun | None,
+        version: int | None,
+        state: AssetState,
+        request: ServedRequest,
+        now: datetime,
+        queue: LedgerQueue,
+    ) -> dict[str, Any] | None:
+        """The answer of a held run if it still answers for ``state``: lock-free, no I/O."""
+        if run is None or not run.current(state):
+            return None
+        # try rather than contextlib.suppress: no context manager built per hot request.
+        try:  # noqa: SIM105
+            self._slots.move_to_end(version)  # type: ignore[arg-type]
+        except KeyError:  # evicted meanwhile: the run is still a valid answer
+            pass
+        return self._answer(run, request, now, queue)
+
+    async def _landed(
+        self,
+        flight: asyncio.Future[RunT],
+        request: ServedRequest,
+        now: datetime,
+        queue: LedgerQueue,
     ) -> dict[str, Any]:
-        """The request's risk forecast from a run; its horizons enter the ledger once per run."""
-        payload = run.payload(self.settings, request.horizon, request.level, now)
-        if request.horizon > run.recorded:
-            self._note_risk(run, request.horizon, now)
+        """The request's answer once its computation lands; its ledger rows written first."""
+        # Shielded: a waiter that goes away does not cancel the others' computation.
+        payload = self._answer(await asyncio.shield(flight), request, now, queue)
+        writer = queue.kick()
+        if writer is not None:
+            await asyncio.shield(writer)
         return payload
 
-    def _note_risk(self, run: CachedRiskRun, horizon: int, now: datetime) -> None:
-        """Queue the risk ledger rows (90% range intervals) of horizons not recorded yet."""
+    def _answer(
+        self, run: ServedRun, request: ServedRequest, now: datetime, queue: LedgerQueue
+    ) -> dict[str, Any]:
+        """The request's answer from a run; its horizons enter the ledger once per run."""
+        payload = run.payload(self.settings, request.horizon, request.level, now)
+        if request.horizon > run.recorded:
+            self._note(run, request.horizon, now, queue)
+        return payload
+
+    def _note(self, run: ServedRun, horizon: int, now: datetime, queue: LedgerQueue) -> None:
+        """Queue the ledger rows (90% intervals) of horizons this run has not recorded."""
         with self._lock:
             start, run.recorded = run.recorded, max(run.recorded, horizon)
         if horizon <= start:
             return
         try:
-            ninety = run.run.risk(self.settings, horizon, ledger.LEDGER_LEVEL, now=now)
-        except BtcpError as exc:  # no 90% range interval here: nothing the ledger can score
-            log.warning("risk forecast not recorded in the ledger: %s", exc)
+            rows = run.ledger_rows(self.settings, start, horizon, now)
+        except BtcpError as exc:  # no 90% interval here: nothing the ledger can score
+            log.warning("%s not recorded in the ledger: %s", run.what, exc)
             return
-        fresh = ninety.model_copy(update={"points": ninety.points[start:]})
-        p_up = run.run.p_up(horizon)[start:]
-        version = run.run.price.version
-        self.risk_ledger.add(
-            ledger.risk_entry_rows(fresh, price_version=version, p_up=p_up, now=now)
-        )
-        self.risk_ledger.kick()
+        queue.add(rows)
+        queue.kick()
 
 
-def _risk_current(run: CachedRiskRun, state: AssetState) -> bool:
-    """Whether a risk run still answers for ``state``: same data, same active price version."""
-    return (
-        run.last_ts == state.last_candle
-        and run.data_mark == state.data_mark
-        and run.price_version == state.active_version
-    )
+def _ingest_marks(states: dict[str, AssetState]) -> dict[str, int]:
+    """Each asset's newest successful ingest run (what its stored-data summary is keyed by);
+    the poll reads it for every asset with stored candles, tracked or not."""
+    return {
+        asset: state.data_mark[0]
+        for asset, state in states.items()
+        if state.data_mark is not None and state.data_mark[0] is not None
+    }
 
 
 def _why(exc: Exception) -> str:

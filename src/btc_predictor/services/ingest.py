@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -225,27 +225,42 @@ def data_status(
 ) -> list[AssetStatus]:
     """Stored data per asset (tracked assets with nothing stored show zero rows).
 
-    Summaries are reused from ``summaries`` while the asset's data mark holds (the API keeps
-    one per process), so a request reads one aggregate row per asset, not every stored day.
+    Reads every asset's data mark (one aggregate query) and reuses ``summaries`` while an
+    asset's mark holds. The API serves ``kept_status`` instead: no query per request.
     """
     wanted = parse_asset(asset).symbol if asset else None
     with read_session(engine) as session:
-        stored = _stored(session, summaries or AssetSummaries())
-    if wanted and wanted not in stored and wanted not in settings.assets:
-        raise AssetNotFoundError(_unknown_asset(wanted, settings, list(stored)))
-    names = [wanted] if wanted else sorted(set(stored) | set(settings.assets))
-    return [_aged(settings, stored.get(name) or _empty(name), now) for name in names]
+        marks = repo.data_marks(session=session)
+        stored = _stored(session, summaries or AssetSummaries(), marks)
+    return _status(settings, stored, wanted, now)
+
+
+def kept_status(
+    settings: Settings,
+    engine: Engine,
+    summaries: AssetSummaries,
+    marks: Mapping[str, int],
+    *,
+    asset: str | None,
+    now: datetime,
+) -> list[AssetStatus]:
+    """``data_status`` at data marks already read (the API's state poll's): no query while
+    ``summaries`` holds every asset's summary at its mark (only a moved mark is summarised)."""
+    wanted = parse_asset(asset).symbol if asset else None
+    return _status(settings, summaries.kept(engine, marks), wanted, now)
 
 
 class AssetSummaries:
     """Per-asset summaries (rows, range, gaps, sources) kept until the asset's data changes.
 
     Keyed by the asset's data mark, the newest successful ingest run: every candle write is
-    one, so a kept summary is never older than the stored data it describes.
+    one, so a kept summary is never older than the stored data it describes. The API keeps
+    one per process; the first request after its state poll saw a mark move summarises.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._summarising = threading.Lock()  # one summary computation at a time
         self._kept: dict[str, tuple[int, AssetStatus]] = {}
 
     def get(self, asset: str, mark: int) -> AssetStatus | None:
@@ -258,11 +273,37 @@ class AssetSummaries:
         with self._lock:
             self._kept[asset] = (mark, summary)
 
+    def stored(self, marks: Mapping[str, int]) -> dict[str, AssetStatus] | None:
+        """The kept summaries at ``marks`` of assets with stored rows (None: one isn't kept)."""
+        found = {}
+        for name, mark in marks.items():
+            summary = self.get(name, mark)
+            if summary is None:
+                return None
+            if summary.rows:
+                found[name] = summary
+        return found
 
-def _stored(session: Any, summaries: AssetSummaries) -> dict[str, AssetStatus]:
+    def kept(self, engine: Engine, marks: Mapping[str, int]) -> dict[str, AssetStatus]:
+        """``stored`` at ``marks``, summarising the assets whose mark moved first (one caller
+        does, in one read session; concurrent callers wait for it rather than repeat it)."""
+        found = self.stored(marks)
+        if found is not None:
+            return found
+        with self._summarising:
+            found = self.stored(marks)
+            if found is None:
+                with read_session(engine) as session:
+                    found = _stored(session, self, marks)
+        return found
+
+
+def _stored(
+    session: Any, summaries: AssetSummaries, marks: Mapping[str, int]
+) -> dict[str, AssetStatus]:
     """Summaries (no age yet) of every asset with stored candles, computed on data change."""
     found = {}
-    for name, mark in repo.data_marks(session=session).items():
+    for name, mark in marks.items():
         summary = summaries.get(name, mark)
         if summary is None:
             summary = _summary(session, name)
@@ -270,6 +311,16 @@ def _stored(session: Any, summaries: AssetSummaries) -> dict[str, AssetStatus]:
         if summary.rows:
             found[name] = summary
     return found
+
+
+def _status(
+    settings: Settings, stored: Mapping[str, AssetStatus], wanted: str | None, now: datetime
+) -> list[AssetStatus]:
+    """Stored data of ``wanted`` (None: every tracked or stored asset), aged at ``now``."""
+    if wanted and wanted not in stored and wanted not in settings.assets:
+        raise AssetNotFoundError(_unknown_asset(wanted, settings, list(stored)))
+    names = [wanted] if wanted else sorted(set(stored) | set(settings.assets))
+    return [_aged(settings, stored.get(name) or _empty(name), now) for name in names]
 
 
 def _unknown_asset(asset: str, settings: Settings, stored: list[str]) -> str:

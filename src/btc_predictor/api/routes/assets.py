@@ -28,16 +28,14 @@ AssetPath = Annotated[str, Path(pattern=ASSET_PATTERN, description="BASE-QUOTE")
 
 
 @router.get("", response_model=list[AssetStatus])
-def list_assets(
-    settings: SettingsDep, engine: EngineDep, serving: ServingDep, now: NowDep
-) -> list[AssetStatus]:
+def list_assets(serving: ServingDep, now: NowDep) -> list[AssetStatus]:
     """Tracked and stored assets with what is stored for each."""
-    return data_status(settings, engine, asset=None, now=now, summaries=serving.summaries)
+    # As of the last state poll (BTCP_STATE_POLL): no query per request (issue 14).
+    return serving.asset_status(None, now)
 
 
 @router.get("/{asset}/candles", response_model=list[CandleView], responses=s.errors_for(404))
 def candles(
-    settings: SettingsDep,
     engine: EngineDep,
     serving: ServingDep,
     now: NowDep,
@@ -48,8 +46,7 @@ def candles(
 ) -> list[CandleView]:
     """Stored daily candles, ``start <= date < end``, the newest ``limit`` of them."""
     symbol = parse_asset(asset).symbol
-    # 404 for unknown assets
-    data_status(settings, engine, asset=symbol, now=now, summaries=serving.summaries)
+    serving.asset_status(symbol, now)  # 404 for assets neither tracked nor stored (last poll)
     rows = stored_candles(engine, symbol, start=start, end=end, limit=limit)
     return [
         CandleView(

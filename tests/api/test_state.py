@@ -529,3 +529,29 @@ def test_concurrent_requests_summarise_a_moved_mark_once(
         thread.join()
     assert sorted(summarised) == ["BTC-USD", "ETH-USD"] and len(answers) == 8
     assert all(answer == answers[0] for answer in answers)
+
+
+def test_stopping_the_poller_waits_for_a_running_refresh(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown disposes the engine after the poller stops: a refresh still running in its
+    thread must end first, or it would hold a connection of a closed pool."""
+    serving = ServingState(settings.model_copy(update={"state_poll": timedelta(0)}), engine)
+    started, finished = threading.Event(), threading.Event()
+
+    def slow_refresh() -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    monkeypatch.setattr(serving, "refresh", slow_refresh)
+
+    async def stop_mid_refresh() -> None:
+        task = asyncio.create_task(serving.poll_forever())
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert finished.is_set()
+
+    asyncio.run(stop_mid_refresh())

@@ -102,6 +102,7 @@ def _lifespan(
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # a running refresh ends
             await app.state.serving.ledger.settle()  # forecasts served last
             await app.state.serving.risk_ledger.settle()
             telemetry.process_exited(settings.metrics_dir)

@@ -143,8 +143,14 @@ class ServingState:
         outage = Outage("state poll", log)
         while True:
             await asyncio.sleep(interval)
+            running = asyncio.ensure_future(asyncio.to_thread(self.refresh))
             try:
-                await asyncio.to_thread(self.refresh)
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # Shutdown: the refresh thread finishes before the engine is disposed, so it
+                # never holds a connection the pool has already closed under it.
+                await asyncio.gather(running, return_exceptions=True)
+                raise
             except Exception as exc:  # a database hiccup must not kill the poller
                 outage.failed(exc)
             else:

@@ -33,7 +33,6 @@ from btc_predictor.services import ledger
 from btc_predictor.services.forecast import (
     load_version,
     locate,
-    pick_version,
     predict,
     recent_closes,
     run_model,
@@ -78,7 +77,10 @@ def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def fresh_path(settings: Settings, engine: Engine, model: str | None) -> tuple[np.ndarray, Any]:
     """The version's raw graph output on the stored data, loaded anew (nothing shared)."""
     with read_session(engine) as session:
-        version = load_version(session, pick_version(session, "BTC-USD", model))
+        version = load_version(
+            session,
+            store.pick_version(session=session, asset="BTC-USD", family=store.PRICE, model=model),
+        )
         candles = recent_closes(session, "BTC-USD", version.runner.context_length)
     window = np.array([[c.close for c in candles]], dtype=np.float64)
     output = version.runner.session.run(["forecast"], {"closes": window})[0][0]

@@ -82,6 +82,45 @@ def test_rollback_is_per_family(engine: Engine) -> None:
     assert (active(engine), active(engine, "risk")) == (p1, r1)
 
 
+def test_pick_version_per_family_and_what_to_train_when_there_is_none(engine: Engine) -> None:
+    def pick(family: str, model: str | None) -> int:
+        with read_session(engine) as session:
+            return store.pick_version(
+                session=session, asset="BTC-USD", family=family, model=model, default_model="har"
+            )
+
+    missing = [
+        ("price", None, "no active model for BTC-USD: run `btc-predictor train --asset BTC-USD`"),
+        (
+            "risk",
+            None,
+            "no active risk model for BTC-USD: run "
+            "`btc-predictor train --model har --asset BTC-USD`",
+        ),
+        (
+            "price",
+            "lstm",
+            "no lstm version for BTC-USD: run `btc-predictor train --asset BTC-USD --model lstm`",
+        ),
+        (
+            "risk",
+            "har",
+            "no har version for BTC-USD: run `btc-predictor train --model har --asset BTC-USD`",
+        ),
+    ]
+    for family, model, message in missing:
+        with pytest.raises(NoModelError) as caught:
+            pick(family, model)
+        assert caught.value.message == message
+    old, newest = new_version(engine), new_version(engine)
+    risk = new_version(engine, "har", "risk", onnx=None)
+    promote(engine, old)
+    with write_session(engine) as session:  # the newest lstm is pruned: the next one serves
+        pruned = store.prune(session=session, asset="BTC-USD", model="lstm", keep=0, now=NOW)
+    assert pruned == [newest]
+    assert (pick("price", None), pick("price", "lstm"), pick("risk", "har")) == (old, old, risk)
+
+
 def test_pruning_keeps_both_families_active_and_rollback_targets(engine: Engine) -> None:
     risks = [new_version(engine, "har", "risk", onnx=None) for _ in range(5)]
     price = [new_version(engine) for _ in range(2)]

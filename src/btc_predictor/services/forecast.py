@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import pairwise
@@ -147,23 +148,6 @@ def check_request(settings: Settings, request: ForecastRequest) -> None:
     check_horizon(settings, request.horizon)
 
 
-def pick_version(session: Session, asset: str, model: str | None) -> int:
-    """The active version, or the newest usable one of kind ``model``."""
-    if model is None:
-        active = store.active_version_id(session=session, asset=asset)
-        if active is None:
-            raise NoModelError(
-                f"no active model for {asset}: run `btc-predictor train --asset {asset}`"
-            )
-        return active
-    for row in store.list_versions(session=session, asset=asset, model=model, family=store.PRICE):
-        if row.pruned_at is None:
-            return row.id
-    raise NoModelError(
-        f"no {model} version for {asset}: run `btc-predictor train --asset {asset} --model {model}`"
-    )
-
-
 def load_version(session: Session, version_id: int) -> LoadedVersion:
     """Verify and load one version into ONNX Runtime."""
     artifacts = store.load_artifacts(session=session, version_id=version_id)
@@ -237,16 +221,25 @@ def locate(
     loaded: Mapping[int, LoadedVersion],
 ) -> Located:
     """The version serving (asset, model), taken from ``loaded`` when there, and its input."""
+    with unknown_asset_is_404(settings, engine, asset), read_session(engine) as session:
+        mark = data_mark(session, asset)  # first: see asset_states
+        version_id = store.pick_version(
+            session=session, asset=asset, family=store.PRICE, model=model
+        )
+        version = loaded.get(version_id) or load_version(session, version_id)
+        candles = recent_closes(session, asset, version.runner.context_length)
+        if settings.intervals != "adaptive":
+            return Located(version, candles, mark)
+        inputs, note = _adaptive_inputs(session, asset, version)
+        return Located(version, candles, mark, inputs, note)
+
+
+@contextmanager
+def unknown_asset_is_404(settings: Settings, engine: Engine, asset: str) -> Iterator[None]:
+    """Let the block's NoModelError out only for a known asset (checked once the block's
+    session is closed): AssetNotFoundError otherwise."""
     try:
-        with read_session(engine) as session:
-            mark = data_mark(session, asset)  # first: see asset_states
-            version_id = pick_version(session, asset, model)
-            version = loaded.get(version_id) or load_version(session, version_id)
-            candles = recent_closes(session, asset, version.runner.context_length)
-            if settings.intervals != "adaptive":
-                return Located(version, candles, mark)
-            inputs, note = _adaptive_inputs(session, asset, version)
-            return Located(version, candles, mark, inputs, note)
+        yield
     except NoModelError:
         require_known_asset(settings, engine, asset)  # an unknown asset is a 404, not "train it"
         raise

@@ -33,8 +33,14 @@ from btc_predictor.forecasting.paths import HalfWidths
 from btc_predictor.forecasting.registry import get_risk_model_class
 from btc_predictor.forecasting.risk.base import RiskForecaster
 from btc_predictor.forecasting.risk.paths import RiskPath, run_risk
-from btc_predictor.services.forecast import DataMark, check_horizon, data_mark, locate, run_model
-from btc_predictor.services.ingest import require_known_asset
+from btc_predictor.services.forecast import (
+    DataMark,
+    check_horizon,
+    data_mark,
+    locate,
+    run_model,
+    unknown_asset_is_404,
+)
 from btc_predictor.services.risk_training import risk_data
 from btc_predictor.shapes.requests import RiskRequest
 from btc_predictor.shapes.risk_results import Risk, RiskPoint
@@ -57,24 +63,6 @@ class LoadedRisk:
     widths: HalfWidths
     asset: str
     train_start: date
-
-
-def pick_risk_version(settings: Settings, session: Session, asset: str, model: str | None) -> int:
-    """The active risk version, or the newest usable one of risk kind ``model``."""
-    if model is None:
-        active = store.active_version_id(session=session, asset=asset, family=store.RISK)
-        if active is None:
-            raise NoModelError(
-                f"no active risk model for {asset}: run "
-                f"`btc-predictor train --model {settings.default_risk_model} --asset {asset}`"
-            )
-        return active
-    for row in store.list_versions(session=session, asset=asset, model=model, family=store.RISK):
-        if row.pruned_at is None:
-            return row.id
-    raise NoModelError(
-        f"no {model} version for {asset}: run `btc-predictor train --model {model} --asset {asset}`"
-    )
 
 
 def load_risk_version(session: Session, version_id: int) -> LoadedRisk:
@@ -226,18 +214,20 @@ def locate_risk(
     loaded: Mapping[int, LoadedRisk],
 ) -> RiskLocated:
     """The risk version serving (asset, model), from ``loaded`` when there, and its input."""
-    try:
-        with read_session(engine) as session:
-            mark = data_mark(session, asset)  # first: see asset_states
-            version_id = pick_risk_version(settings, session, asset, model)
-            version = loaded.get(version_id) or load_risk_version(session, version_id)
-            need = version.forecaster.min_history
-            candles = risk_candles(session, asset, version.train_start, need)
-            price = store.active_version_id(session=session, asset=asset)
-            return RiskLocated(version, candles, mark, price)
-    except NoModelError:
-        require_known_asset(settings, engine, asset)  # an unknown asset is a 404, not "train it"
-        raise
+    with unknown_asset_is_404(settings, engine, asset), read_session(engine) as session:
+        mark = data_mark(session, asset)  # first: see asset_states
+        version_id = store.pick_version(
+            session=session,
+            asset=asset,
+            family=store.RISK,
+            model=model,
+            default_model=settings.default_risk_model,
+        )
+        version = loaded.get(version_id) or load_risk_version(session, version_id)
+        need = version.forecaster.min_history
+        candles = risk_candles(session, asset, version.train_start, need)
+        price = store.active_version_id(session=session, asset=asset)
+        return RiskLocated(version, candles, mark, price)
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,34 @@ def active_version_id(*, session: Session, asset: str, family: str = PRICE) -> i
     return live[0].version_id if live else None
 
 
+def pick_version(
+    *, session: Session, asset: str, family: str, model: str | None, default_model: str = ""
+) -> int:
+    """The active version of (``asset``, ``family``), or the newest unpruned one of kind
+    ``model``; NoModelError naming the `train` command that makes one (for the risk family
+    without ``model``, of kind ``default_model``)."""
+    if model is None:
+        found = active_version_id(session=session, asset=asset, family=family)
+    else:
+        rows = list_versions(session=session, asset=asset, model=model, family=family)
+        found = next((r.id for r in rows if r.pruned_at is None), None)
+    if found is None:
+        raise NoModelError(_no_version(asset, family, model, default_model))
+    return found
+
+
+def _no_version(asset: str, family: str, model: str | None, default_model: str) -> str:
+    """What is missing and the `train` command that makes it (the texts users know)."""
+    if family == RISK:
+        train = f"--model {model or default_model} --asset {asset}"
+    else:
+        train = f"--asset {asset}" + ("" if model is None else f" --model {model}")
+    if model is not None:
+        return f"no {model} version for {asset}: run `btc-predictor train {train}`"
+    active = "active risk model" if family == RISK else "active model"
+    return f"no {active} for {asset}: run `btc-predictor train {train}`"
+
+
 def rollback_target_id(*, session: Session, asset: str, family: str = PRICE) -> int | None:
     """The version a rollback of (asset, family) would reactivate (the previous live one)."""
     live = _live_promotions(session, asset, family)

@@ -14,7 +14,7 @@ from btc_predictor.errors import NotEnoughDataError
 from btc_predictor.services.backtest import run_backtest
 from btc_predictor.services.ingest import ingest
 from btc_predictor.services.risk_training import risk_data
-from btc_predictor.services.training import load_window
+from btc_predictor.services.training_common import load_window
 from btc_predictor.shapes.requests import BacktestRequest, IngestRequest
 from btc_predictor.shapes.results import BacktestReport
 from btc_predictor.shapes.risk_results import RiskBacktestReport

@@ -18,7 +18,8 @@ from btc_predictor.forecasting.registry import get_risk_model_class
 from btc_predictor.services.forecast import predict
 from btc_predictor.services.ingest import ingest
 from btc_predictor.services.risk_training import risk_data
-from btc_predictor.services.training import admit_fit, bootstrap_models, load_window, train
+from btc_predictor.services.training import admit_fit, bootstrap_models, train
+from btc_predictor.services.training_common import load_window
 from btc_predictor.services.versions import active_version_id, list_models
 from btc_predictor.shapes.requests import ForecastRequest, IngestRequest, TrainRequest
 from btc_predictor.shapes.results import RiskMetrics, TrainResult

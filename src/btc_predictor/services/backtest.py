@@ -17,7 +17,8 @@ from btc_predictor.forecasting.risk.backtest import risk_backtest
 from btc_predictor.forecasting.risk.ohlc import OHLC
 from btc_predictor.services import risk_training as risk
 from btc_predictor.services.forecast import check_horizon
-from btc_predictor.services.training import TrainingData, admit_fit, load_window
+from btc_predictor.services.training import TrainingData, admit_fit
+from btc_predictor.services.training_common import load_window
 from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import BacktestRequest
 from btc_predictor.shapes.results import BacktestReport

@@ -1,14 +1,17 @@
-"""Risk-model training (issue 15): stored OHLC candles -> holdout + final fit -> artifacts.
+"""Risk-model training (issue 15): stored OHLC candles -> holdout + final fit -> artifacts
+-> a stored (and, by the promotion rule, active) risk version.
 
 The pure core is ``forecasting.risk.training``; this module is its edge: it loads and checks
 the candles, builds weights.safetensors + meta.json (no model.onnx: serving is numpy), checks
-that the stored parameters rebuild the fitted model, and shapes the summary. Storing and the
-promotion rule are shared with price models (``services.training``).
+that the stored parameters rebuild the fitted model, and shapes the summary. The training
+window's checks, storing and the promotion rule are shared with price models
+(``services.training_common``); ``services.training.train`` dispatches here by family.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -23,8 +26,22 @@ from btc_predictor.forecasting.registry import create_risk_model, get_risk_model
 from btc_predictor.forecasting.risk.base import RiskForecaster
 from btc_predictor.forecasting.risk.ohlc import OHLC
 from btc_predictor.forecasting.risk.training import NAIVE, RiskTrainOutcome, train_risk_model
-from btc_predictor.shapes.results import Baseline, PointMetrics, RiskMetrics, TrainSummary
-from btc_predictor.sources.base import Candle, utc_day
+from btc_predictor.services.training_common import (
+    Candidate,
+    library_versions,
+    load_window,
+    require_calibration_days,
+    store_and_promote,
+)
+from btc_predictor.shapes.requests import TrainRequest
+from btc_predictor.shapes.results import (
+    Baseline,
+    PointMetrics,
+    RiskMetrics,
+    TrainResult,
+    TrainSummary,
+)
+from btc_predictor.sources.base import Candle, parse_asset, utc_day
 from btc_predictor.storage import model_store as store
 from btc_predictor.storage import repository as repo
 from btc_predictor.storage.db import read_session
@@ -32,6 +49,7 @@ from btc_predictor.storage.db import read_session
 # The stored parameters must rebuild the fitted model: forecasts equal to this relative error.
 SERVING_TOLERANCE = 1e-9
 EPOCH = date(1970, 1, 1)  # OHLC.day counts days from here (har's weekday profile needs them)
+LIBRARIES = ("btc-predictor", "numpy", "safetensors", "arch")  # recorded in meta.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +68,32 @@ class RiskData:
             digest.update(np.asarray(column, dtype="<f8").tobytes())
         digest.update(",".join(d.isoformat() for d in self.days).encode())
         return digest.hexdigest()
+
+
+def train_risk(
+    settings: Settings,
+    engine: Engine,
+    request: TrainRequest,
+    *,
+    now: datetime,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train, store and promote one risk model (OHLC -> numpy-served version, family risk)."""
+    asset = parse_asset(request.asset).symbol
+    name = request.model or settings.default_risk_model
+    get_risk_model_class(name)  # unknown names fail before any data is read
+    start = request.start or settings.train_start
+    refuse_inverted_candles(engine, asset, start)
+    data = risk_data(asset, load_window(engine, asset, start))
+    require_calibration_days(asset, data.days, settings.max_horizon)
+    started = time.perf_counter()
+    outcome = fit_risk(settings, data, name, request.seed, progress)
+    duration = time.perf_counter() - started
+    artifacts = build_risk_artifacts(outcome, data, request.seed, now, library_versions(LIBRARIES))
+    verify_risk_serving(outcome.model, artifacts, data.ohlc)
+    summary = risk_summary(name, data, outcome, duration, request.seed)
+    candidate = Candidate(summary, artifacts, outcome.residuals_per_horizon, is_risk_baseline(name))
+    return store_and_promote(settings, engine, candidate, request.promote, now)
 
 
 def refuse_inverted_candles(engine: Engine, asset: str, start: date) -> None:

@@ -1,7 +1,8 @@
 """The train use case: load candles, holdout + final fit, store a verified version, promote.
 
-Price models train on closes (``model.onnx`` served by ONNX Runtime), risk models on OHLC
-(``services.risk_training``; numpy-served). Without a model name both defaults are trained,
+Price models train on closes (``model.onnx`` served by ONNX Runtime), here; risk models on
+OHLC (``services.risk_training``; numpy-served). Both store and promote through
+``services.training_common``. Without a model name both defaults are trained,
 ``BTCP_DEFAULT_RISK_MODEL`` first, and the price summary carries the risk one as ``risk``.
 """
 
@@ -9,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
-from importlib.metadata import PackageNotFoundError, version
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from btc_predictor.config import Settings
 from btc_predictor.errors import (
@@ -27,40 +24,39 @@ from btc_predictor.errors import (
     BtcpError,
     InvalidInputError,
     NoDataError,
-    NotEnoughDataError,
 )
 from btc_predictor.forecasting import adaptive, interval_choice
 from btc_predictor.forecasting.base import FloatArray, Forecaster, ProgressFn
-from btc_predictor.forecasting.intervals import DEFAULT_WINDOW, MIN_RESIDUALS
+from btc_predictor.forecasting.intervals import DEFAULT_WINDOW
 from btc_predictor.forecasting.onnx_runtime import OnnxModel
-from btc_predictor.forecasting.promotion import (
-    PromotionEvidence,
-    promotion_decision,
-)
 from btc_predictor.forecasting.registry import (
     create_model,
     create_risk_model,
     get_model_class,
-    get_risk_model_class,
 )
 from btc_predictor.forecasting.risk.training import holdout_sigma
-from btc_predictor.forecasting.training import DayErrors, TrainOutcome, split_index, train_model
+from btc_predictor.forecasting.training import TrainOutcome, train_model
 from btc_predictor.services import risk_training as risk
 from btc_predictor.services.ingest import require_candles
+from btc_predictor.services.training_common import (
+    Candidate,
+    library_versions,
+    load_window,
+    require_calibration_days,
+    store_and_promote,
+)
 from btc_predictor.shapes.common import family_of
 from btc_predictor.shapes.requests import ModelFit, TrainRequest
 from btc_predictor.shapes.results import (
     Baseline,
-    Calibration,
     HoldoutMetrics,
     PointMetrics,
     TrainResult,
     TrainSummary,
 )
-from btc_predictor.sources.base import DAY, Candle, parse_asset, utc_day
+from btc_predictor.sources.base import Candle, parse_asset
 from btc_predictor.storage import model_store as store
-from btc_predictor.storage import repository as repo
-from btc_predictor.storage.db import read_session, write_session
+from btc_predictor.storage.db import read_session
 
 log = logging.getLogger(__name__)
 # The ONNX graph must reproduce the fitted model before a version is stored.
@@ -94,47 +90,6 @@ def training_data(asset: str, candles: list[Candle]) -> TrainingData:
     return TrainingData(asset, closes, [c.ts.date() for c in candles])
 
 
-def load_window(engine: Engine, asset: str, start: date) -> list[Candle]:
-    """Stored candles from ``start``: NoDataError when there are none or they have a gap."""
-    with read_session(engine) as session:
-        candles = repo.load_candles(session=session, asset=asset, start=utc_day(start))
-    if not candles:
-        raise NoDataError(
-            f"no data for {asset} from {start}: run `btc-predictor ingest --asset {asset}`"
-        )
-    _refuse_gaps(asset, candles)
-    return candles
-
-
-def _refuse_gaps(asset: str, candles: list[Candle]) -> None:
-    """NoDataError naming the first gap in the window, with what to run."""
-    for before, after in pairwise(candles):
-        if after.ts - before.ts != DAY:
-            raise NoDataError(
-                f"{asset} is missing {before.ts.date() + DAY}..{after.ts.date() - DAY} in the "
-                f"training window: backfill with `btc-predictor ingest --asset {asset} "
-                f"--since {before.ts.date()}` or train with --start {after.ts.date()}"
-            )
-
-
-def min_training_days(max_horizon: int) -> int:
-    """Fewest closes whose 20% holdout yields MIN_RESIDUALS residuals at every horizon."""
-    n = 1
-    while n - split_index(n) - max_horizon + 1 < MIN_RESIDUALS:
-        n += 1
-    return n
-
-
-def _require_calibration_days(asset: str, days: list[date], max_horizon: int) -> None:
-    """NotEnoughDataError unless the holdout can calibrate intervals for every horizon."""
-    need = min_training_days(max_horizon)
-    if len(days) < need:
-        raise NotEnoughDataError(
-            f"{asset} has {len(days)} days from {days[0]}; training for "
-            f"horizons up to {max_horizon} needs at least {need} (use an earlier --start)"
-        )
-
-
 def admit_fit(settings: Settings, engine: Engine, request: ModelFit, *, now: datetime) -> None:
     """Refuse, before it is queued, a fit that can only fail: an unknown asset (404), one with
     no data (409), a window starting today or later. (Model names: the request shape; the
@@ -164,11 +119,11 @@ def train(
     summary is returned with the risk one as ``risk``."""
     if request.model is not None:
         if family_of(request.model) == "risk":
-            return train_risk(settings, engine, request, now=now, progress=progress)
+            return risk.train_risk(settings, engine, request, now=now, progress=progress)
         return train_price(settings, engine, request, now=now, progress=progress)
     risk_request = request.model_copy(update={"model": settings.default_risk_model})
     price_request = request.model_copy(update={"model": settings.default_model})
-    risk_result = train_risk(settings, engine, risk_request, now=now, progress=progress)
+    risk_result = risk.train_risk(settings, engine, risk_request, now=now, progress=progress)
     price = train_price(settings, engine, price_request, now=now, progress=progress)
     return price.model_copy(update={"risk": risk_result})
 
@@ -187,7 +142,7 @@ def train_price(
     get_model_class(name)  # unknown names fail before any data is read
     candles = load_window(engine, asset, request.start or settings.train_start)
     data = training_data(asset, candles)
-    _require_calibration_days(asset, data.days, settings.max_horizon)
+    require_calibration_days(asset, data.days, settings.max_horizon)
     epochs = request.epochs or settings.train_epochs
     started = time.perf_counter()
     outcome = train_model(
@@ -204,37 +159,9 @@ def train_price(
     artifacts.meta.update(_interval_meta(settings, engine, data, candles, outcome, request.seed))
     verify_onnx(outcome.model, artifacts, data.closes)
     summary = _summary(name, data, outcome, duration, request.seed)
-    result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
-    calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
-    return result.model_copy(update={"calibration": calibration})
-
-
-def train_risk(
-    settings: Settings,
-    engine: Engine,
-    request: TrainRequest,
-    *,
-    now: datetime,
-    progress: ProgressFn | None = None,
-) -> TrainResult:
-    """Train, store and promote one risk model (OHLC -> numpy-served version, family risk)."""
-    asset = parse_asset(request.asset).symbol
-    name = request.model or settings.default_risk_model
-    get_risk_model_class(name)  # unknown names fail before any data is read
-    start = request.start or settings.train_start
-    risk.refuse_inverted_candles(engine, asset, start)
-    data = risk.risk_data(asset, load_window(engine, asset, start))
-    _require_calibration_days(asset, data.days, settings.max_horizon)
-    started = time.perf_counter()
-    outcome = risk.fit_risk(settings, data, name, request.seed, progress)
-    duration = time.perf_counter() - started
-    libraries = _library_versions(("btc-predictor", "numpy", "safetensors", "arch"))
-    artifacts = risk.build_risk_artifacts(outcome, data, request.seed, now, libraries)
-    risk.verify_risk_serving(outcome.model, artifacts, data.ohlc)
-    summary = risk.risk_summary(name, data, outcome, duration, request.seed)
-    result = _store_and_promote(settings, engine, summary, artifacts, request.promote, now)
-    calibration = Calibration(residuals_per_horizon=outcome.residuals_per_horizon)
-    return result.model_copy(update={"calibration": calibration})
+    is_baseline = get_model_class(name).is_baseline
+    candidate = Candidate(summary, artifacts, outcome.residuals_per_horizon, is_baseline)
+    return store_and_promote(settings, engine, candidate, request.promote, now)
 
 
 def _interval_meta(
@@ -321,25 +248,13 @@ def build_artifacts(
         "seed": seed,
         "epochs": epochs,
         "trained_at": now.isoformat(),
-        "libraries": _library_versions(),
+        "libraries": library_versions(PRICE_LIBRARIES),
     }
     weights = save({k: np.ascontiguousarray(v) for k, v in model.tensors().items()})
     return store.ArtifactSet(model.to_onnx(), weights, meta)
 
 
 PRICE_LIBRARIES = ("btc-predictor", "numpy", "torch", "onnx", "onnxruntime", "safetensors")
-
-
-def _library_versions(packages: tuple[str, ...] = PRICE_LIBRARIES) -> dict[str, str]:
-    """Versions of the libraries that shaped the artifacts."""
-    found = {}
-    for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    found["python"] = sys.version.split()[0]
-    return found
 
 
 def verify_onnx(model: Forecaster, artifacts: store.ArtifactSet, closes: FloatArray) -> None:
@@ -373,90 +288,6 @@ def _summary(
         metrics=HoldoutMetrics.model_validate(outcome.metrics),
         baseline=Baseline(naive=PointMetrics.model_validate(outcome.baseline["naive"])),
     )
-
-
-def _store_and_promote(
-    settings: Settings,
-    engine: Engine,
-    summary: TrainSummary,
-    artifacts: store.ArtifactSet,
-    mode: str,
-    now: datetime,
-) -> TrainResult:
-    """Write the version, decide on promotion and prune, all in one transaction."""
-    with write_session(engine) as session:
-        version_id = store.save_version(
-            session=session, version=_new_version(summary, now), artifacts=artifacts
-        )  # in its family: a risk version never displaces the serving price version
-        promoted, reason = _decide(session, summary, artifacts, mode)
-        if promoted:
-            store.promote(session=session, version_id=version_id, reason=reason, now=now)
-        store.prune(
-            session=session,
-            asset=summary.asset,
-            model=summary.model,
-            keep=settings.keep_versions,
-            now=now,
-        )
-        result = TrainResult(
-            **dict(summary), version=version_id, promoted=promoted, promotion_reason=reason
-        )
-        row = store.get_version(session=session, version_id=version_id)
-        row.summary = result.model_dump(mode="json", exclude={"calibration"})
-    return result
-
-
-def _new_version(summary: TrainSummary, now: datetime) -> store.NewVersion:
-    """The version row fields from a training summary."""
-    return store.NewVersion(
-        asset=summary.asset,
-        model=summary.model,
-        family=summary.family,
-        created_at=now,
-        train_start=summary.train_start,
-        train_end=summary.train_end,
-        data_points=summary.data_points_used,
-        data_sha256=summary.data_sha256,
-        seed=summary.seed,
-        training_duration=summary.training_duration,
-        holdout_mase=summary.metrics.mase,
-        summary={},
-    )
-
-
-def _decide(
-    session: Session, summary: TrainSummary, artifacts: store.ArtifactSet, mode: str
-) -> tuple[bool, str]:
-    """The DESIGN promotion rule against the active version of the candidate's family.
-
-    Risk versions compare range MASE on the same holdout days (their day errors are absolute
-    range errors against naive-range); ``naive-range`` is a baseline, never auto-promoted."""
-    is_baseline = (
-        risk.is_risk_baseline(summary.model)
-        if summary.family == "risk"
-        else get_model_class(summary.model).is_baseline
-    )
-    candidate = PromotionEvidence(
-        summary.model,
-        is_baseline,
-        summary.metrics.mase,
-        DayErrors.from_json(artifacts.meta["day_errors"]),
-    )
-    active_id = store.active_version_id(session=session, asset=summary.asset, family=summary.family)
-    if active_id is None or mode != "auto":
-        return promotion_decision(candidate, None, mode=mode)
-    try:
-        active = store.load_artifacts(session=session, version_id=active_id).meta
-    except BtcpError as exc:
-        return True, f"promoted: the active version {active_id} is unusable ({exc.message})"
-    evidence = PromotionEvidence(
-        str(active.get("model")),
-        False,
-        active.get("metrics", {}).get("mase"),
-        DayErrors.from_json(active["day_errors"]) if "day_errors" in active else None,
-        label=f"active v{active_id}",
-    )
-    return promotion_decision(candidate, evidence, mode=mode)
 
 
 def bootstrap_models(

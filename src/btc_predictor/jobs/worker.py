@@ -357,7 +357,14 @@ def run_worker(
     if settings.supervisor_pid is not None:
         exit_with_parent(settings.supervisor_pid)  # never outlive the serve that started us
     stop = stop or threading.Event()
-    host = host or settings.worker_host
+    # Handlers first: a SIGTERM while migrating or recovering orphans is a clean stop too
+    # (installed later, one in that gap killed the worker with -15 under load).
+    with _stop_on_signals(stop):
+        _serve_jobs(settings, stop, host or settings.worker_host)
+
+
+def _serve_jobs(settings: Settings, stop: threading.Event, host: str) -> None:
+    """Migrate, serve the side port, recover orphans, then run jobs until ``stop``."""
     engine = create_db_engine(settings)
     try:
         upgrade(engine)
@@ -380,8 +387,7 @@ def run_worker(
                     host,
                     server.port,
                 )
-                with _stop_on_signals(stop):
-                    worker.run_forever(stop)
+                worker.run_forever(stop)
         finally:
             server.close()
             telemetry.process_exited(settings.metrics_dir)

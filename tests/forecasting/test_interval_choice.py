@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from btc_predictor.forecasting import adaptive
 from btc_predictor.forecasting import interval_choice as choice
 from btc_predictor.forecasting.base import FloatArray
 
@@ -89,3 +90,19 @@ def test_static_horizons_names_the_horizons_where_sigma_is_noise() -> None:
     s2 = 0.03 * np.exp(0.6 * rng.standard_normal(2500))
     sigma = np.column_stack([s1, s2])
     assert choice.static_horizons([r1, r2], sigma, window=365) == [2]
+
+
+@pytest.mark.parametrize("h", [1, 3, 7])
+@pytest.mark.parametrize("window", [None, 50, 365])
+def test_the_fast_replay_equals_the_general_one(h: int, window: int | None) -> None:
+    rng = np.random.default_rng(h)
+    scores = np.abs(rng.standard_normal(700))
+    scores[rng.choice(700, 60, replace=False)] = np.nan  # origins without a score
+    scores[100:110] = 1.25  # ties in the window
+    for method, step in (("tracker", 0.05), ("normalised", 0.0)):
+        for level in (0.5, 0.9, 0.99):
+            want = adaptive.quantile_path(
+                scores, [level], h, method=method, step=step, window=window
+            )[: scores.size, 0]
+            got = choice.replay(scores, h, level, step=step, window=window)
+            np.testing.assert_array_equal(got, want)
